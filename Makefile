@@ -1,0 +1,25 @@
+# The two commands of the README, and a few for developers. Every target installs what it
+# needs first (scripts/bootstrap: a project-local .venv from the lock, skipped when current).
+.PHONY: demo test lint format bootstrap clean
+
+VENV := .venv/bin
+
+bootstrap:
+	@scripts/bootstrap
+
+demo: bootstrap
+	$(VENV)/crm360 demo
+
+test: bootstrap
+	$(VENV)/python -m pytest
+
+lint: bootstrap
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+format: bootstrap
+	$(VENV)/ruff format .
+	$(VENV)/ruff check --fix .
+
+clean:
+	rm -rf data warehouse exports .airflow dbt_project/target dbt_project/logs expectations/uncommitted

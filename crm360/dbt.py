@@ -1,0 +1,69 @@
+"""Running dbt against the warehouse as a subprocess (one dbt invocation per call)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+from crm360.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class DbtError(RuntimeError):
+    """A dbt command failed; the message carries the failing nodes."""
+
+
+def dbt_executable() -> str:
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def run_dbt(settings: Settings, args: list[str], dbt_vars: dict | None = None) -> dict:
+    """Run `dbt <args>` in the project; return a summary of run_results.json."""
+    cmd = [
+        dbt_executable(),
+        *args,
+        "--project-dir",
+        str(settings.dbt_project_dir),
+        "--profiles-dir",
+        str(settings.dbt_project_dir),
+        "--target-path",
+        str(settings.dbt_target_dir),
+        "--log-path",
+        str(settings.dbt_target_dir / "logs"),
+    ]
+    if dbt_vars:
+        cmd += ["--vars", json.dumps(dbt_vars)]
+    log.info("running %s", " ".join(cmd))
+    proc = subprocess.run(
+        cmd,
+        env=settings.dbt_env(),
+        cwd=settings.dbt_project_dir,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for line in proc.stdout.splitlines():
+        log.info("dbt | %s", line)
+    summary = _summarise(settings.dbt_target_dir / "run_results.json")
+    if proc.returncode != 0:
+        failed = "; ".join(summary.get("failed", [])) or proc.stderr.strip()[-2000:]
+        raise DbtError(f"dbt {' '.join(args)} failed (exit {proc.returncode}): {failed}")
+    return summary
+
+
+def _summarise(run_results: Path) -> dict:
+    if not run_results.exists():
+        return {}
+    results = json.loads(run_results.read_text(encoding="utf-8"))["results"]
+    statuses: dict[str, int] = {}
+    failed = []
+    for result in results:
+        statuses[result["status"]] = statuses.get(result["status"], 0) + 1
+        if result["status"] in ("error", "fail"):
+            failed.append(f"{result['unique_id']}: {(result.get('message') or '').strip()[:300]}")
+    return {"nodes": len(results), "statuses": statuses, "failed": failed}

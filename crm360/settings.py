@@ -1,0 +1,57 @@
+"""Where things live, from environment variables with defaults under the project folder.
+
+Every path the pipeline reads or writes is here, so a user points the pipeline at their own
+exports and warehouse without touching code. See the settings table in README.md.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved paths of one pipeline environment."""
+
+    home: Path
+    source_dir: Path
+    warehouse: Path
+    export_dir: Path
+    dbt_project_dir: Path
+    dbt_target_dir: Path
+    gx_dir: Path
+    dormant_days: int
+
+    def dbt_env(self) -> dict[str, str]:
+        """Environment for a dbt subprocess: the profile reads the warehouse path from it."""
+        return {
+            **os.environ,
+            "CRM360_WAREHOUSE": str(self.warehouse),
+            "DBT_PROFILES_DIR": str(self.dbt_project_dir),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        }
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment (call at run time, never at DAG import)."""
+    home = _path("CRM360_HOME", PROJECT_ROOT)
+    dbt_dir = _path("CRM360_DBT_PROJECT_DIR", home / "dbt_project")
+    return Settings(
+        home=home,
+        source_dir=_path("CRM360_SOURCE_DIR", home / "data" / "demo"),
+        warehouse=_path("CRM360_WAREHOUSE", home / "warehouse" / "crm360.duckdb"),
+        export_dir=_path("CRM360_EXPORT_DIR", home / "exports"),
+        dbt_project_dir=dbt_dir,
+        dbt_target_dir=_path("CRM360_DBT_TARGET_DIR", dbt_dir / "target"),
+        gx_dir=_path("CRM360_GX_DIR", home / "expectations"),
+        dormant_days=int(os.environ.get("CRM360_DORMANT_DAYS", "180")),
+    )

@@ -1,0 +1,91 @@
+"""
+### crm360_daily
+
+**Purpose.** The daily customer-360 build: load every source system into the DuckDB `raw`
+schema, build the staging, identity and mart models with dbt, validate the marts with Great
+Expectations, and only then publish the audience files for marketing tools.
+
+**Notes.**
+- The end of the run's data interval is the marts' as-of date. With Airflow 3's default cron
+  timetable that is the logical date: the run at 2026-11-01 00:00 UTC describes the customers
+  as of that moment (orders before it).
+- A critical data-quality failure fails `quality_gate`; `export_audiences` then never runs
+  and the previous exports stay as they were.
+- Tasks that write the warehouse run one after another (DuckDB allows one writer).
+- Paths come from `CRM360_*` environment variables (see README, Settings).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import dag, get_current_context, task
+
+
+def _run_id() -> str:
+    return get_current_context()["run_id"]
+
+
+@dag(
+    dag_id="crm360_daily",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={
+        "owner": "data-eng",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+        "execution_timeout": timedelta(hours=2),
+    },
+    tags=["crm360", "daily"],
+    doc_md=__doc__,
+)
+def crm360_daily():
+    @task
+    def ingest_crm_contacts() -> dict:
+        from crm360 import pipeline
+
+        return pipeline.ingest_crm_contacts(_run_id())
+
+    @task
+    def ingest_shop_orders() -> list[dict]:
+        from crm360 import pipeline
+
+        return pipeline.ingest_shop_orders(_run_id())
+
+    @task
+    def dbt_build() -> dict:
+        from crm360 import pipeline
+
+        return pipeline.build_marts(get_current_context()["data_interval_end"].date())
+
+    @task(retries=0)
+    def quality_gate() -> dict:
+        from crm360 import pipeline
+
+        return pipeline.check_quality(_run_id())
+
+    @task
+    def export_audiences(quality: dict) -> list[dict]:
+        from crm360 import pipeline
+
+        return pipeline.export_audiences(_run_id(), quality)
+
+    @task
+    def run_summary(exports: list[dict]) -> dict:
+        from crm360 import pipeline
+
+        return {**pipeline.run_summary(), "exports": exports}
+
+    crm = ingest_crm_contacts()
+    shop = ingest_shop_orders()
+    marts = dbt_build()
+    quality = quality_gate()
+    crm >> shop >> marts >> quality
+    run_summary(export_audiences(quality))
+
+
+crm360_daily()
