@@ -35,11 +35,16 @@ def _dag_run_state(airflow_home: Path, dag_id: str) -> str | None:
     return row[0] if row else None
 
 
-def run_dag(settings: Settings, logical_date: date, dag_id: str = DAG_ID) -> tuple[bool, Path]:
+def run_dag(
+    settings: Settings,
+    logical_date: date,
+    dag_id: str = DAG_ID,
+    airflow_home: Path | None = None,
+) -> tuple[bool, Path]:
     """Run the DAG once in-process; return (succeeded, log file)."""
     from crm360.airflow_env import airflow_env, dags_test, ensure_metadata_db
 
-    env = airflow_env(settings)
+    env = airflow_env(settings, airflow_home)
     ensure_metadata_db(env)
     log_file = Path(env["AIRFLOW_HOME"]) / "runs" / f"{dag_id}_{logical_date.isoformat()}.log"
     proc = dags_test(env, dag_id, logical_date.isoformat(), log_file)

@@ -1,0 +1,61 @@
+"""Every DAG imports cleanly, quickly, and has the tasks, edges and safety settings we expect."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from crm360.settings import PROJECT_ROOT
+
+EXPECTED_EDGES = {
+    "crm360_daily": {
+        ("ingest_crm_contacts", "ingest_shop_orders"),
+        ("ingest_shop_orders", "dbt_build"),
+        ("dbt_build", "quality_gate"),
+        ("quality_gate", "export_audiences"),
+        ("export_audiences", "run_summary"),
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    started = time.monotonic()
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+    bag.parse_seconds = time.monotonic() - started
+    return bag
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == set(EXPECTED_EDGES)
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_EDGES))
+def test_tasks_and_edges(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    edges = {(up, task.task_id) for task in dag.tasks for up in task.upstream_task_ids}
+    assert edges == EXPECTED_EDGES[dag_id]
+    assert {t.task_id for t in dag.tasks} == {n for edge in edges for n in edge}
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_EDGES))
+def test_safety_settings(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert dag.catchup is False
+    assert dag.tags and dag.doc_md
+    assert dag.max_active_runs == 1  # DuckDB has one writer
+    for task in dag.tasks:
+        assert task.owner == "data-eng"
+        assert task.execution_timeout is not None
+        # a failed quality check is data, not a transient error: it must not be retried
+        expected = 0 if task.task_id == "quality_gate" else 2
+        assert task.retries == expected, task.task_id
+
+
+def test_dag_parsing_is_fast(dagbag):
+    # nothing heavy at import time: no DB connections, no dbt parse
+    assert dagbag.parse_seconds < 10
