@@ -17,9 +17,9 @@ from datetime import UTC, date, datetime, time
 
 import pytest
 from conftest import make_settings
-from crm360.demo.generator import generate_demo
 
 from crm360.cli import run_dag
+from crm360.demo.generator import generate_demo
 from crm360.warehouse import connect
 
 pytestmark = pytest.mark.slow
@@ -109,7 +109,8 @@ def test_loads_reconcile_with_the_sources(demo_run):
     settings, counts, _ = demo_run
     with connect(settings.warehouse, read_only=True) as con:
         loads = con.execute(
-            "select source || '_' || object, rows_read, rows_loaded, rows_quarantined from raw._loads"
+            "select source || '_' || object, rows_read, rows_loaded, rows_quarantined "
+            "from raw._loads"
         ).fetchall()
     read = {name: rows for name, rows, _, _ in loads}
     assert read == {f"{k}": v for k, v in counts.items()}
@@ -140,7 +141,8 @@ def test_rfm_scores_every_buyer(demo_run):
             "select count(*) from marts.customer_360 where order_count > 0"
         ).fetchone()[0]
         rfm = con.execute(
-            "select count(*), count(rfm_segment), min(r_score), max(r_score) from marts.customer_rfm"
+            "select count(*), count(rfm_segment), min(r_score), max(r_score) "
+            "from marts.customer_rfm"
         ).fetchone()
     assert buyers > 0
     assert rfm == (buyers, buyers, 1, 5)

@@ -1,0 +1,1 @@
+"""Demo data: fake exports of the source systems, realistic enough to exercise the pipeline."""
