@@ -124,6 +124,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sql(args: argparse.Namespace) -> int:
+    from crm360.warehouse import connect
+
+    settings = load_settings()
+    with connect(settings.warehouse, read_only=True) as con:
+        relation = con.sql(args.query)
+        if args.csv:
+            relation.pl().write_csv(sys.stdout)
+        else:
+            relation.show(max_rows=args.max_rows, max_width=200)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crm360", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--customers", type=int, default=5000, help="number of people (default 5000)")
     demo.add_argument("--seed", type=int, default=42)
     demo.set_defaults(func=_cmd_demo)
+
+    sql = sub.add_parser("sql", help="run a read-only SQL query on the warehouse")
+    sql.add_argument("query", help='e.g. "select * from marts.customer_360 limit 5"')
+    sql.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    sql.add_argument("--max-rows", type=int, default=40)
+    sql.set_defaults(func=_cmd_sql)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,26 @@
+"""The command line an analyst and an operator use."""
+
+from __future__ import annotations
+
+import pytest
+
+from crm360.cli import main
+from crm360.warehouse import connect
+
+
+def test_sql_prints_csv_read_only(tmp_path, monkeypatch, capsys):
+    warehouse = tmp_path / "w.duckdb"
+    with connect(warehouse) as con:
+        con.execute("create table t as select 1 as x, '佐藤' as name")
+    monkeypatch.setenv("CRM360_WAREHOUSE", str(warehouse))
+
+    assert main(["sql", "--csv", "select * from t"]) == 0
+    assert capsys.readouterr().out == "x,name\n1,佐藤\n"
+    with pytest.raises(Exception, match="read-only"):
+        main(["sql", "drop table t"])
+
+
+def test_generate_writes_the_sources(tmp_path, capsys):
+    assert main(["generate", "--out", str(tmp_path), "--customers", "50"]) == 0
+    assert (tmp_path / "crm_contacts.csv").exists() and (tmp_path / "orders.sqlite").exists()
+    assert '"crm_contacts":' in capsys.readouterr().out
