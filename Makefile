@@ -1,6 +1,6 @@
 # The two commands of the README, and a few for developers. Every target installs what it
 # needs first (scripts/bootstrap: a project-local .venv from the lock, skipped when current).
-.PHONY: demo test lint format bootstrap clean
+.PHONY: demo test lint format bootstrap clean bench-ingest
 
 VENV := .venv/bin
 
@@ -12,6 +12,9 @@ demo: bootstrap
 
 test: bootstrap
 	$(VENV)/python -m pytest
+
+bench-ingest: bootstrap
+	$(VENV)/python bench/ingest.py --customers $(or $(CUSTOMERS),100000)
 
 lint: bootstrap
 	$(VENV)/ruff check .

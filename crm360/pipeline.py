@@ -7,7 +7,7 @@ the run report. Settings are read when a step runs, never at import, so DAG pars
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, datetime
 
 from crm360.settings import Settings, load_settings
 from crm360.warehouse import connect
@@ -15,20 +15,16 @@ from crm360.warehouse import connect
 log = logging.getLogger(__name__)
 
 
-def ingest_crm_contacts(run_id: str, settings: Settings | None = None) -> dict:
-    from ingestion.crm_contacts import load_contacts
+def ingest_source(
+    source: str, run_id: str, as_of: datetime, settings: Settings | None = None
+) -> list[dict]:
+    """Load one source system's new data (everything dated before `as_of`) into `raw`."""
+    from ingestion import load_source
 
     settings = settings or load_settings()
     with connect(settings.warehouse) as con:
-        return load_contacts(con, settings.source_dir, run_id).as_dict()
-
-
-def ingest_shop_orders(run_id: str, settings: Settings | None = None) -> list[dict]:
-    from ingestion.shop_orders import load_orders_db
-
-    settings = settings or load_settings()
-    with connect(settings.warehouse) as con:
-        return [r.as_dict() for r in load_orders_db(con, settings.source_dir, run_id)]
+        results = load_source(source, con, settings.source_dir, as_of, run_id)
+    return [r.as_dict() for r in results]
 
 
 def build_marts(as_of: date, settings: Settings | None = None) -> dict:

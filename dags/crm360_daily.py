@@ -1,8 +1,9 @@
 """
 ### crm360_daily
 
-**Purpose.** The daily customer-360 build: load every source system into the DuckDB `raw`
-schema, build the staging, identity and mart models with dbt, validate the marts with Great
+**Purpose.** The daily customer-360 build: load every source system (CRM, shop database,
+helpdesk API, web analytics, e-mail, social, marketing spend) into the DuckDB `raw` schema,
+build the staging, identity and mart models with dbt, validate the marts with Great
 Expectations, and only then publish the audience files for marketing tools.
 
 **Notes.**
@@ -20,7 +21,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import chain, dag, get_current_context, task
+
+from ingestion import SOURCES
 
 
 def _run_id() -> str:
@@ -45,16 +48,11 @@ def _run_id() -> str:
 )
 def crm360_daily():
     @task
-    def ingest_crm_contacts() -> dict:
+    def ingest(source: str) -> list[dict]:
         from crm360 import pipeline
 
-        return pipeline.ingest_crm_contacts(_run_id())
-
-    @task
-    def ingest_shop_orders() -> list[dict]:
-        from crm360 import pipeline
-
-        return pipeline.ingest_shop_orders(_run_id())
+        as_of = get_current_context()["data_interval_end"]
+        return pipeline.ingest_source(source, _run_id(), as_of)
 
     @task
     def dbt_build() -> dict:
@@ -80,11 +78,12 @@ def crm360_daily():
 
         return {**pipeline.run_summary(), "exports": exports}
 
-    crm = ingest_crm_contacts()
-    shop = ingest_shop_orders()
+    # one writer at a time: the sources load one after another, then dbt
+    loads = [ingest.override(task_id=f"ingest_{source}")(source) for source in SOURCES]
     marts = dbt_build()
+    chain(*loads, marts)
     quality = quality_gate()
-    crm >> shop >> marts >> quality
+    marts >> quality
     run_summary(export_audiences(quality))
 
 

@@ -8,7 +8,7 @@ staging casts with, decides what is loadable.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -38,6 +38,7 @@ class Column:
     pii: bool = False
     allowed: tuple[str, ...] | None = None
     min: float | None = None
+    max: float | None = None
     description: str = ""
 
 
@@ -49,14 +50,19 @@ class ObjectContract:
     format: str
     primary_key: tuple[str, ...]
     columns: dict[str, Column]
-    file: str | None = None
     table: str | None = None
-    encoding: str = "utf-8"
-    extra: dict = field(default_factory=dict)
+    watermark: str | None = None
+    encodings: tuple[str, ...] = ("utf-8",)
+    description: str = ""
 
     @property
     def required_columns(self) -> list[str]:
         return [c.name for c in self.columns.values() if c.required or c.name in self.primary_key]
+
+
+def contract_sources(contract_dir: Path = CONTRACT_DIR) -> list[str]:
+    """Every source that has a contract file."""
+    return sorted(p.stem for p in contract_dir.glob("*.yml"))
 
 
 def load_contract(source: str, contract_dir: Path = CONTRACT_DIR) -> dict[str, ObjectContract]:
@@ -80,6 +86,7 @@ def load_contract(source: str, contract_dir: Path = CONTRACT_DIR) -> dict[str, O
                 pii=bool(col.get("pii", False)),
                 allowed=allowed,
                 min=col.get("min"),
+                max=col.get("max"),
                 description=col.get("description", ""),
             )
         objects[name] = ObjectContract(
@@ -89,9 +96,10 @@ def load_contract(source: str, contract_dir: Path = CONTRACT_DIR) -> dict[str, O
             format=obj["format"],
             primary_key=tuple(obj["primary_key"]),
             columns=columns,
-            file=obj.get("file"),
             table=obj.get("table"),
-            encoding=obj.get("encoding", "utf-8"),
+            watermark=obj.get("watermark"),
+            encodings=tuple(obj.get("encodings", ["utf-8"])),
+            description=obj.get("description", ""),
         )
     return objects
 
@@ -127,6 +135,11 @@ def _column_checks(col: Column) -> list[str]:
         checks.append(
             f"when try_cast({text} as double) < {float(col.min)} "
             f"then 'value below {col.min:g} in {col.name}: ' || {text}"
+        )
+    if col.max is not None:
+        checks.append(
+            f"when try_cast({text} as double) > {float(col.max)} "
+            f"then 'value above {col.max:g} in {col.name}: ' || {text}"
         )
     return checks
 

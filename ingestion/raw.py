@@ -1,9 +1,14 @@
-"""Writing one source object into the DuckDB `raw` schema, with its audit row and quarantine.
+"""Appending one batch of a source object to the DuckDB `raw` schema, with audit and quarantine.
 
-A load is one transaction: the object's raw table is replaced by the rows that pass the
-contract, rejected rows go to `raw._quarantine` with their reason and original values, and
-`raw._loads` gets a row whose counts reconcile (rows read = rows loaded + rows quarantined).
-A failure rolls everything back, so nothing half-loaded is left behind.
+A load is one transaction: the rows that pass the object's contract are appended to its raw
+table (columns as text, plus `_load_id`, `_source`, `_source_location`, `_source_row`,
+`_loaded_at`), rejected rows go to `raw._quarantine` with their reason and original values,
+`raw._loads` gets a row whose counts reconcile (rows read = rows loaded + rows quarantined),
+and the caller's load-state statements (file registry, watermark) run in the same transaction.
+A failure rolls everything back: nothing half-loaded, no state that claims otherwise.
+
+Schema drift: a column the contract does not know is kept (added to the raw table) and logged;
+a missing required column fails the load with the file and column named.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ if TYPE_CHECKING:
     import polars as pl
 
 log = logging.getLogger(__name__)
+
+META_COLUMNS = ("_load_id", "_source", "_source_location", "_source_row", "_loaded_at")
 
 _META_DDL = """
 create schema if not exists raw;
@@ -47,6 +54,25 @@ create table if not exists raw._quarantine (
     record json not null,
     quarantined_at timestamptz not null
 );
+create table if not exists raw._files (
+    source varchar not null,
+    object varchar not null,
+    file_name varchar not null,
+    sha256 varchar not null,
+    size_bytes bigint not null,
+    encoding varchar,
+    load_id varchar not null,
+    loaded_at timestamptz not null,
+    primary key (source, object, file_name, sha256)
+);
+create table if not exists raw._watermarks (
+    source varchar not null,
+    object varchar not null,
+    watermark varchar not null,
+    load_id varchar not null,
+    updated_at timestamptz not null,
+    primary key (source, object)
+);
 """
 
 
@@ -64,8 +90,52 @@ class LoadResult:
         return self.__dict__.copy()
 
 
+@dataclass(frozen=True)
+class StateUpdate:
+    """A statement recording load state, run inside the load's transaction.
+
+    A parameter given as `...` (Ellipsis) is replaced by the load's id.
+    """
+
+    sql: str
+    params: tuple
+
+
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_META_DDL)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _prepare_table(
+    con: duckdb.DuckDBPyConnection, contract: ObjectContract, columns: list[str]
+) -> None:
+    """Create the raw table on first load; add columns that appear later (schema drift)."""
+    table = f"raw.{contract.raw_table}"
+    existing = [
+        row[0]
+        for row in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = 'raw' and table_name = ? order by ordinal_position",
+            [contract.raw_table],
+        ).fetchall()
+    ]
+    if not existing:
+        data = [c for c in contract.columns if c not in columns] + columns
+        ddl = ", ".join(f"{_quote(c)} varchar" for c in data)
+        con.execute(
+            f"create table {table} ({ddl}, _load_id varchar, _source varchar, "
+            "_source_location varchar, _source_row bigint, _loaded_at timestamptz)"
+        )
+        return
+    for column in columns:
+        if column not in existing:
+            log.warning(
+                "raw.%s: adding column %s that appeared in the source", contract.raw_table, column
+            )
+            con.execute(f"alter table {table} add column {_quote(column)} varchar")
 
 
 def load_object(
@@ -74,8 +144,15 @@ def load_object(
     frame: pl.DataFrame,
     source_location: str,
     run_id: str | None = None,
+    state: list[StateUpdate] | tuple[StateUpdate, ...] = (),
+    extra_rejects: pl.Series | None = None,
 ) -> LoadResult:
-    """Check `frame` against `contract` and replace the object's raw table in one transaction."""
+    """Check `frame` (text columns) against `contract` and append it in one transaction.
+
+    `extra_rejects` is an optional per-row reason decided before SQL (e.g. invalid encoding).
+    """
+    import polars as pl
+
     missing = [c for c in contract.required_columns if c not in frame.columns]
     if missing:
         raise ContractError(
@@ -88,23 +165,31 @@ def load_object(
 
     started_at = datetime.now(UTC)
     load_id = uuid.uuid4().hex
-    staged = frame.with_row_index("_source_row", offset=1)
+    staged = frame.with_row_index("_source_row", offset=1).with_columns(
+        (extra_rejects if extra_rejects is not None else pl.lit(None, pl.String)).alias(
+            "_pre_reject"
+        )
+    )
     ensure_raw_schema(con)
+    quoted = [_quote(c) for c in frame.columns]
+    record = ", ".join(f"{q} := {q}" for q in quoted) or "empty := null"
     con.register("_incoming", staged)
-    quoted = ['"' + c.replace('"', '""') + '"' for c in frame.columns]
-    data_columns = ", ".join(quoted)
-    record = ", ".join(f"{q} := {q}" for q in quoted)
     try:
         con.execute("begin transaction")
+        _prepare_table(con, contract, list(frame.columns))
         con.execute(
             "create or replace temp table _checked as "
+            "select * exclude (_reject_reason, _pre_reject), "
+            "coalesce(_pre_reject, _reject_reason) as _reject_reason from ("
             + check_sql(contract, "_incoming", list(frame.columns))
+            + ")"
         )
+        columns = ", ".join(quoted)
         con.execute(
-            f"create or replace table raw.{contract.raw_table} as "
-            f"select {data_columns}, ? as _load_id, ? as _source, ? as _source_location, "
-            f"_source_row, ?::timestamptz as _loaded_at "
-            f"from _checked where _reject_reason is null order by _source_row",
+            f"insert into raw.{contract.raw_table} ({columns}{', ' if columns else ''}"
+            "_load_id, _source, _source_location, _source_row, _loaded_at) "
+            f"select {columns}{', ' if columns else ''}?, ?, ?, _source_row, ?::timestamptz "
+            "from _checked where _reject_reason is null order by _source_row",
             [load_id, contract.source, source_location, started_at],
         )
         con.execute(
@@ -119,32 +204,18 @@ def load_object(
             "count(*) filter (where _reject_reason is not null) from _checked"
         ).fetchone()
         result = LoadResult(
-            load_id,
-            contract.source,
-            contract.name,
-            source_location,
-            staged.height,
-            loaded,
-            quarantined,
-        )
+            load_id, contract.source, contract.name, source_location,
+            staged.height, loaded, quarantined,
+        )  # fmt: skip
         if result.rows_read != loaded + quarantined:
             raise RuntimeError(f"row accounting does not reconcile for {source_location}: {result}")
         con.execute(
             "insert into raw._loads values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                load_id,
-                run_id,
-                contract.source,
-                contract.name,
-                source_location,
-                result.rows_read,
-                loaded,
-                quarantined,
-                unexpected,
-                started_at,
-                datetime.now(UTC),
-            ],
-        )
+            [load_id, run_id, contract.source, contract.name, source_location,
+             result.rows_read, loaded, quarantined, unexpected, started_at, datetime.now(UTC)],
+        )  # fmt: skip
+        for update in state:
+            con.execute(update.sql, [p if p is not ... else load_id for p in update.params])
         con.execute("drop table _checked")
         con.execute("commit")
     except Exception:
@@ -154,11 +225,6 @@ def load_object(
         con.unregister("_incoming")
     log.info(
         "%s.%s from %s: read %d, loaded %d, quarantined %d",
-        contract.source,
-        contract.name,
-        source_location,
-        result.rows_read,
-        loaded,
-        quarantined,
-    )
+        contract.source, contract.name, source_location, result.rows_read, loaded, quarantined,
+    )  # fmt: skip
     return result

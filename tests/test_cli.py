@@ -22,5 +22,6 @@ def test_sql_prints_csv_read_only(tmp_path, monkeypatch, capsys):
 
 def test_generate_writes_the_sources(tmp_path, capsys):
     assert main(["generate", "--out", str(tmp_path), "--customers", "50"]) == 0
-    assert (tmp_path / "crm_contacts.csv").exists() and (tmp_path / "orders.sqlite").exists()
+    assert list((tmp_path / "crm").glob("contacts_*.csv"))
+    assert (tmp_path / "shop" / "orders.sqlite").exists()
     assert '"crm_contacts":' in capsys.readouterr().out

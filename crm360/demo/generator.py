@@ -1,25 +1,36 @@
-"""Deterministic demo exports of a Japanese D2C shop's source systems.
+"""Deterministic demo exports of a Japanese D2C shop's seven source systems.
 
-`generate_demo(out_dir, customers, seed, as_of)` writes, for `customers` real people:
+`generate_demo(out_dir, customers, seed, as_of)` writes, for `customers` real people, the files
+`config/sources.yml` points at (all times before `as_of` 00:00 JST):
 
-- `crm_contacts.csv` (UTF-8): ~95% of people. Kanji names with their katakana readings; e-mails
-  with noise (~10% upper case or surrounding spaces, ~2% empty); phones in mixed formats
-  (090-1234-5678, 09012345678, +81-90-1234-5678, +819012345678, ~3% full-width digits, ~3%
-  empty); postal codes as 150-0002, ~20% 1500002, ~3% full-width, ~2% empty; consent flags.
-- `orders.sqlite`: the shop's `customers` (85% of CRM people plus every shop-only guest; 70% of
-  linked accounts carry the CRM contact_id, the others only share the e-mail, sometimes in
-  another letter case), `products`, `orders` (heavy-tailed order counts, ~15% of accounts never
-  order, about a third of buyers stop buying more than 180 days before `as_of`), `order_items`.
+- `crm/contacts_YYYYMMDD.csv`: a full export in Shift_JIS/CP932 (legacy system) dated a week
+  before `as_of`, then one UTF-8 delta per day of the contacts created or changed that day
+  (some existing contacts change their e-mail or withdraw consent). Noise as in real exports:
+  e-mail case and spaces, phones as 090-1234-5678 / 09012345678 / +81-90-... / full-width,
+  postal codes with and without hyphen or full-width.
+- `shop/orders.sqlite`: customers, products, orders, order_items, subscriptions, returns, each
+  with `updated_at`. 70% of CRM people's accounts carry the CRM id, the rest share only the
+  e-mail (sometimes in another case), a few use a different e-mail altogether.
+- `support/tickets.jsonl` (served by the demo helpdesk API), `web/events/date=*/events.jsonl`,
+  `email/campaigns.csv` + `email/events_YYYYMMDD.csv`, `social/mentions_YYYYMMDD.jsonl` +
+  `social/referrals.csv`, `spend/marketing_spend.csv`.
+- `_truth/identity.csv`: which source record belongs to which person (for scoring identity
+  resolution), and `_truth/injected_bad_rows.json`: how many bad rows of each kind were put in
+  each source object (they must all end in quarantine).
 
-The same arguments always give the same files. All times are before `as_of` 00:00 JST.
+The same arguments always give the same files.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import json
 import logging
 import os
 import sqlite3
+import unicodedata
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -148,41 +159,115 @@ CATEGORIES = {
     "飲料": ["緑茶", "ほうじ茶", "コーヒー豆", "炭酸水", "甘酒"],
     "雑貨": ["タオル", "マグカップ", "エコバッグ", "アロマキャンドル"],
 }
+
+INDUSTRIES = ["小売", "製造", "IT・通信", "飲食", "医療・福祉", "不動産", "教育"]
+ACQUISITION = (
+    ["search_ads", "social_ads", "affiliate", "email", "organic", "referral"],
+    [0.25, 0.2, 0.1, 0.05, 0.3, 0.1],
+)
+PRODUCTS_UPDATED_AT = "2022-01-01T00:00:00+09:00"
 CSV_COLUMNS = [
-    "contact_id",
-    "last_name",
-    "first_name",
-    "last_name_kana",
-    "first_name_kana",
-    "email",
-    "phone",
-    "postal_code",
-    "prefecture",
-    "birth_date",
-    "email_opt_in",
-    "do_not_contact",
-    "created_at",
-    "updated_at",
-]
+    "contact_id", "last_name", "first_name", "last_name_kana", "first_name_kana", "email",
+    "phone", "postal_code", "prefecture", "birth_date", "company_name", "industry",
+    "email_opt_in", "do_not_contact", "deletion_requested", "created_at", "updated_at",
+]  # fmt: skip
+DELTA_DAYS = 7
+DAY = 86400
 _FULLWIDTH = str.maketrans("0123456789-", "０１２３４５６７８９－")
+_PREFECTURE_WEIGHTS = np.array([w for _, w in PREFECTURES], dtype=float)
+_PREFECTURE_WEIGHTS /= _PREFECTURE_WEIGHTS.sum()
+
+
+def _halfwidth_katakana() -> dict[str, str]:
+    """Full-width katakana -> half-width (ｶﾀｶﾅ), as old systems store readings."""
+    table = {}
+    for code in range(0xFF66, 0xFF9E):
+        half = chr(code)
+        table[unicodedata.normalize("NFKC", half)] = half
+        for mark in ("ﾞ", "ﾟ"):
+            combined = unicodedata.normalize("NFKC", half + mark)
+            if len(combined) == 1:
+                table[combined] = half + mark
+    table["ー"] = "ｰ"
+    return table
+
+
+_HALFWIDTH_KANA = _halfwidth_katakana()
+
+
+def to_halfwidth_kana(text: str) -> str:
+    return "".join(_HALFWIDTH_KANA.get(ch, ch) for ch in text)
+
+
+@dataclass
+class World:
+    """Everything the writers share: the people, the clock, the ground truth, the bad rows."""
+
+    rng: np.random.Generator
+    out_dir: Path
+    as_of: date
+    end: int  # as_of 00:00 JST, epoch seconds: every generated time is before it
+    people: dict[str, np.ndarray]
+    truth: list[tuple[str, str, int]] = field(default_factory=list)
+    injected: dict[str, dict[str, int]] = field(default_factory=dict)
+    shop_id_of: dict[int, int] = field(default_factory=dict)  # person -> shop customer id
+
+    def inject(self, obj: str, kind: str, count: int = 1) -> None:
+        kinds = self.injected.setdefault(obj, {})
+        kinds[kind] = kinds.get(kind, 0) + count
+
+    def path(self, relative: str) -> Path:
+        path = self.out_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
 
 def generate_demo(
     out_dir: Path, customers: int = 2000, seed: int = 42, as_of: date = date(2026, 11, 1)
 ) -> dict[str, int]:
-    """Write the demo source exports to out_dir; return the row count of each file or table."""
+    """Write the demo exports of every source to out_dir; return rows written per object
+    (`<source>_<object>`, bad rows included)."""
+    from crm360.demo import touchpoints
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     end = int(datetime.combine(as_of, datetime.min.time(), tzinfo=JST).timestamp())
-    people = _people(rng, customers, end)
-    counts = {"crm_contacts": _write_crm_contacts(out_dir / "crm_contacts.csv", rng, people, as_of)}
-    counts.update(_write_orders_db(out_dir / "orders.sqlite", rng, people, end))
+    world = World(rng, out_dir, as_of, end, _people(rng, customers, end))
+    counts = {"crm_contacts": _write_crm(world)}
+    counts.update(_write_shop(world))
+    counts.update(touchpoints.write_all(world))
+    _write_truth(world)
     log.info("demo sources for %d people in %s: %s", customers, out_dir, counts)
     return counts
 
 
-def _iso_jst(seconds: np.ndarray) -> list[str]:
+def _write_truth(world: World) -> None:
+    rows = sorted(world.truth)
+    write_atomic(
+        world.path("_truth/identity.csv"), csv_bytes(["source", "source_key", "person_id"], rows)
+    )
+    write_atomic(
+        world.path("_truth/injected_bad_rows.json"),
+        (json.dumps(world.injected, indent=2, sort_keys=True) + "\n").encode("utf-8"),
+    )
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def csv_bytes(header: list[str], rows: list, encoding: str = "utf-8") -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode(encoding)
+
+
+def iso_jst(seconds: np.ndarray) -> list[str]:
     """Epoch seconds -> ISO 8601 strings in JST with offset, e.g. 2024-03-05T14:22:10+09:00."""
     local = (np.asarray(seconds, dtype="int64") + 9 * 3600).astype("datetime64[s]")
     return [s + "+09:00" for s in np.datetime_as_string(local, unit="s")]
@@ -204,10 +289,11 @@ def _people(rng: np.random.Generator, n: int, end: int) -> dict[str, np.ndarray]
         "has_crm": has_crm,
         "has_shop": has_shop,
         "created": created,
+        "prefecture": rng.choice(len(PREFECTURES), n, p=_PREFECTURE_WEIGHTS),
     }
 
 
-def _email(people: dict, i: int) -> str:
+def person_email(people: dict, i: int) -> str:
     given = GIVEN_NAMES[people["given"][i]][2]
     surname = SURNAMES[people["surname"][i]][2]
     return f"{given}.{surname}{i}@{DOMAINS[people['domain'][i]]}"
@@ -252,49 +338,104 @@ def _noisy_email(email: str, style: float) -> str:
     return email
 
 
-def _write_crm_contacts(path: Path, rng: np.random.Generator, people: dict, as_of: date) -> int:
+def _contact_row(world: World, i: int, styles: np.ndarray, extra: dict) -> list:
+    people = world.people
+    surname, given = SURNAMES[people["surname"][i]], GIVEN_NAMES[people["given"][i]]
+    business = extra["business"]
+    return [
+        f"C{i + 1:07d}", surname[0], given[0], surname[1], given[1],
+        _noisy_email(extra.get("email") or person_email(people, i), styles[0]),
+        _phone(people, i, styles[1]),
+        _postal(people["postal"][i], styles[2]),
+        PREFECTURES[people["prefecture"][i]][0],
+        extra["birth"],
+        f"株式会社{surname[0]}商事" if business else "",
+        INDUSTRIES[i % len(INDUSTRIES)] if business else "",
+        "true" if extra["opt_in"] else "false",
+        "true" if extra["dnc"] else "false",
+        "true" if extra["deletion"] else "false",
+        extra["created"], extra["updated"],
+    ]  # fmt: skip
+
+
+def _write_crm(world: World) -> int:
+    """A CP932 full export a week before as_of, then one UTF-8 delta per day."""
+    rng, people, end = world.rng, world.people, world.end
     index = np.flatnonzero(people["has_crm"])
     n = len(index)
     styles = rng.random((n, 3))
-    prefectures = [p for p, _ in PREFECTURES]
-    weights = np.array([w for _, w in PREFECTURES], dtype=float)
-    pref = rng.choice(len(prefectures), n, p=weights / weights.sum())
     ages = rng.integers(18 * 365, 80 * 365, n)
+    no_birth = rng.random(n) < 0.10
     opt_in = rng.random(n) < 0.70
     dnc = rng.random(n) < 0.03
-    no_birth = rng.random(n) < 0.10
+    deletion = rng.random(n) < 0.005
+    business = rng.random(n) < 0.08
     created = people["created"][index]
-    end = int(datetime.combine(as_of, datetime.min.time(), tzinfo=JST).timestamp())
     updated = created + (rng.random(n) * (end - 1 - created)).astype("int64")
-    created_iso, updated_iso = _iso_jst(created), _iso_jst(updated)
+    cut = end - DELTA_DAYS * DAY
+    changes = (updated < cut) & (rng.random(n) < 0.03)
+    change_at = end - 1 - (rng.random(n) * (DELTA_DAYS * DAY - 1)).astype("int64")
+    change_kind = rng.random(n)
+    created_iso, updated_iso, change_iso = iso_jst(created), iso_jst(updated), iso_jst(change_at)
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        for row, i in enumerate(index):
-            surname, given = SURNAMES[people["surname"][i]], GIVEN_NAMES[people["given"][i]]
-            birth = "" if no_birth[row] else (as_of - timedelta(days=int(ages[row]))).isoformat()
-            writer.writerow(
-                [
-                    f"C{i + 1:07d}",
-                    surname[0],
-                    given[0],
-                    surname[1],
-                    given[1],
-                    _noisy_email(_email(people, i), styles[row, 0]),
-                    _phone(people, i, styles[row, 1]),
-                    _postal(people["postal"][i], styles[row, 2]),
-                    prefectures[pref[row]],
-                    birth,
-                    "true" if opt_in[row] else "false",
-                    "true" if dnc[row] else "false",
-                    created_iso[row],
-                    updated_iso[row],
-                ]
-            )
-    os.replace(tmp, path)
-    return n
+    files: dict[int, list[list]] = {}  # day index (-1 = the full export) -> rows
+    for row, i in enumerate(index):
+        world.truth.append(("crm", f"C{i + 1:07d}", int(i)))
+        extra = {
+            "business": business[row],
+            "birth": "" if no_birth[row] else str(world.as_of - timedelta(days=int(ages[row]))),
+            "opt_in": opt_in[row], "dnc": dnc[row], "deletion": deletion[row],
+            "created": created_iso[row], "updated": updated_iso[row],
+        }  # fmt: skip
+        day = -1 if updated[row] < cut else int((updated[row] - cut) // DAY)
+        files.setdefault(day, []).append(_contact_row(world, i, styles[row], extra))
+        if changes[row]:  # a later version of the same contact, in a delta
+            extra = {**extra, "updated": change_iso[row]}
+            if change_kind[row] < 0.5:
+                extra["opt_in"] = False
+            elif change_kind[row] < 0.8:
+                extra["email"] = person_email(people, i).replace("@", ".new@")
+            else:
+                extra["dnc"] = True
+            later = int((change_at[row] - cut) // DAY)
+            files.setdefault(later, []).append(_contact_row(world, i, styles[row], extra))
+    first_delta = min([d for d in files if d >= 0], default=0)
+    files.setdefault(first_delta, [])
+    bad_line = _inject_crm_bad_rows(world, files[first_delta])
+    written = 0
+    for day in sorted(files):
+        stamp = date.fromordinal(world.as_of.toordinal() - DELTA_DAYS + day)
+        rows = files[day]
+        data = csv_bytes(CSV_COLUMNS, rows, "cp932" if day == -1 else "utf-8")
+        if day == first_delta:
+            data += bad_line
+            written += 1
+        write_atomic(world.path(f"crm/contacts_{stamp:%Y%m%d}.csv"), data)
+        written += len(rows)
+    return written
+
+
+def _inject_crm_bad_rows(world: World, rows: list[list]) -> bytes:
+    """Rows a real CRM export carries that break the contract; each kind is counted."""
+    stamp = "2026-01-01T00:00:00+09:00"
+    template = ["X0000000", "佐藤", "花子", "サトウ", "ハナコ", "x@example.com", "", "", "東京都",
+                "", "", "", "true", "false", "false", stamp, stamp]  # fmt: skip
+    rows += [
+        ["", *template[1:]],
+        ["", *template[1:]],
+        ["X0000001", *template[1:9], "1990-02-30", *template[10:]],
+        ["X0000002", *template[1:12], "はい", *template[13:]],
+        ["X0000004", *template[1:]],
+        ["X0000004", *template[1:]],
+    ]
+    world.inject("crm.contacts", "missing_key", 2)
+    world.inject("crm.contacts", "unparsable_date", 1)
+    world.inject("crm.contacts", "unparsable_boolean", 1)
+    world.inject("crm.contacts", "duplicate_key", 1)  # the second X0000004
+    # a line whose bytes are not UTF-8 (a name pasted from a Shift_JIS system)
+    world.inject("crm.contacts", "invalid_encoding", 1)
+    line = ",".join(["X0000003", *template[1:]]) + "\n"
+    return line.encode("utf-8").replace("花子".encode(), "花子".encode("cp932"))
 
 
 def _products(rng: np.random.Generator) -> list[tuple]:
@@ -306,32 +447,59 @@ def _products(rng: np.random.Generator) -> list[tuple]:
                 price = int(rng.integers(5, 120)) * 100 * (2 if size else 1)
                 cost = int(price * rng.uniform(0.3, 0.7))
                 rows.append(
-                    (product_id, f"SKU-{product_id:04d}", name + size, category, price, cost)
+                    (
+                        product_id,
+                        f"SKU-{product_id:04d}",
+                        name + size,
+                        category,
+                        price,
+                        cost,
+                        PRODUCTS_UPDATED_AT,
+                    )
                 )
     return rows
 
 
-def _shop_customers(rng: np.random.Generator, people: dict) -> tuple[list[tuple], np.ndarray]:
+def _shop_customers(world: World) -> tuple[list[tuple], np.ndarray]:
+    rng, people = world.rng, world.people
     persons = np.flatnonzero(people["has_shop"])
-    carries_id = rng.random(len(persons)) < 0.70
-    case_noise = rng.random(len(persons))
-    full_width_space = rng.random(len(persons)) < 0.5
-    created = people["created"][persons] + rng.integers(0, 30 * 86400, len(persons))
-    created_iso = _iso_jst(created)
+    m = len(persons)
+    carries_id = rng.random(m) < 0.70
+    other_email = rng.random(m) < 0.03
+    case_noise = rng.random(m)
+    full_width_space = rng.random(m) < 0.5
+    half_kana = rng.random(m) < 0.10
+    gives_birth = rng.random(m) < 0.30
+    channel = rng.choice(ACQUISITION[0], m, p=ACQUISITION[1])
+    created = people["created"][persons] + rng.integers(0, 30 * DAY, m)
+    created = np.minimum(created, world.end - 2 * DAY)
+    created_iso = iso_jst(created)
     rows = []
     for k, i in enumerate(persons):
-        surname, given = SURNAMES[people["surname"][i]][0], GIVEN_NAMES[people["given"][i]][0]
+        surname, given = SURNAMES[people["surname"][i]], GIVEN_NAMES[people["given"][i]]
         if people["has_crm"][i]:
             contact_id = f"C{i + 1:07d}" if carries_id[k] else None
-            email = _email(people, i)
-            if case_noise[k] < 0.3:
+            email = person_email(people, i)
+            if other_email[k] and not carries_id[k]:
+                email = f"{given[2]}.work{i}@corp.example.jp"
+            elif case_noise[k] < 0.3:
                 email = email.capitalize()
         else:
             contact_id = None
             email = f"guest{i}@example.net"
-        phone = f"0{people['mobile'][i]}-{people['phone_digits'][i]:08d}"
-        name = f"{surname}{'　' if full_width_space[k] else ' '}{given}"
-        rows.append((k + 1, contact_id, email, name, phone, created_iso[k]))
+        kana = f"{surname[1]} {given[1]}"
+        birth = (world.as_of - timedelta(days=int(20 * 365 + i % 9000))).isoformat()
+        rows.append((
+            k + 1, contact_id, email,
+            f"{surname[0]}{'　' if full_width_space[k] else ' '}{given[0]}",
+            to_halfwidth_kana(kana) if half_kana[k] else kana,
+            f"0{people['mobile'][i]}-{people['phone_digits'][i]:08d}",
+            f"{people['postal'][i]:07d}", PREFECTURES[people["prefecture"][i]][0],
+            birth if gives_birth[k] else None,
+            str(channel[k]), created_iso[k], created_iso[k],
+        ))  # fmt: skip
+        world.truth.append(("shop", str(k + 1), int(i)))
+        world.shop_id_of[int(i)] = k + 1
     return rows, created
 
 
@@ -364,15 +532,18 @@ def _orders(
     owner, at = owner[order], at[order]
     status = np.where(rng.random(len(owner)) < 0.05, "cancelled", "completed")
     channel = rng.choice(["web", "app", "store", "phone"], len(owner), p=[0.55, 0.25, 0.15, 0.05])
-    at_iso = _iso_jst(at)
+    at_iso = iso_jst(at)
     rows = [
-        (k + 1, int(owner[k]) + 1, at_iso[k], str(status[k]), str(channel[k]))
+        (k + 1, int(owner[k]) + 1, at_iso[k], str(status[k]), str(channel[k]), at_iso[k])
         for k in range(len(owner))
     ]
     return rows, owner
 
 
-def _order_items(rng: np.random.Generator, order_count: int, products: list[tuple]) -> list[tuple]:
+def _order_items(
+    rng: np.random.Generator, orders: list[tuple], products: list[tuple]
+) -> list[tuple]:
+    order_count = len(orders)
     lines = rng.integers(1, 5, order_count)
     order_of_line = np.repeat(np.arange(order_count), lines)
     popularity = rng.pareto(1.2, len(products)) + 0.1
@@ -390,50 +561,129 @@ def _order_items(rng: np.random.Generator, order_count: int, products: list[tupl
             int(product[k]) + 1,
             int(quantity[k]),
             int(unit_price[k]),
+            orders[order_of_line[k]][5],
         )
         for k in range(len(order_of_line))
     ]
 
 
-def _write_orders_db(
-    path: Path, rng: np.random.Generator, people: dict, end: int
-) -> dict[str, int]:
-    products = _products(rng)
-    customers, account_created = _shop_customers(rng, people)
-    orders, _ = _orders(rng, account_created, end)
-    items = _order_items(rng, len(orders), products)
+def _subscriptions(world: World, customers: list[tuple], created: np.ndarray, buyers: set) -> list:
+    rng, end = world.rng, world.end
+    plans = {
+        "monthly_box": 3980,
+        "bimonthly_box": 3480,
+        "supplement_monthly": 2980,
+        "coffee_weekly": 1980,
+    }
+    reasons = [
+        "price",
+        "too_much_stock",
+        "quality",
+        "moved_to_competitor",
+        "no_longer_needed",
+        "other",
+    ]
+    rows = []
+    for k, customer in enumerate(customers):
+        if customer[0] not in buyers or rng.random() >= 0.12:
+            continue
+        plan = list(plans)[int(rng.integers(0, len(plans)))]
+        started = int(created[k] + rng.integers(0, max(end - int(created[k]) - DAY, 1)))
+        status = str(rng.choice(["active", "paused", "cancelled"], p=[0.5, 0.1, 0.4]))
+        cancelled = None
+        if status == "cancelled":
+            cancelled = min(int(started + rng.integers(DAY, max(end - started, 2 * DAY))), end - 1)
+        iso = iso_jst(np.array([started, cancelled or started]))
+        reason = reasons[int(rng.integers(0, len(reasons)))] if cancelled else None
+        rows.append((
+            len(rows) + 1, customer[0], plan, status, plans[plan], iso[0],
+            iso[1] if cancelled else None, reason, iso[1],
+        ))  # fmt: skip
+    return rows
 
+
+def _returns(world: World, orders: list[tuple], items: list[tuple]) -> list[tuple]:
+    rng, end = world.rng, world.end
+    revenue: dict[int, int] = {}
+    for item in items:
+        revenue[item[1]] = revenue.get(item[1], 0) + max(item[3], 0) * item[4]
+    reasons = ["damaged", "wrong_item", "not_as_described", "changed_mind", "other"]
+    rows = []
+    for order in orders:
+        if order[3] != "completed" or rng.random() >= 0.03 or order[0] not in revenue:
+            continue
+        at = int(datetime.fromisoformat(order[2]).timestamp()) + int(rng.integers(DAY, 14 * DAY))
+        if at >= end:
+            continue
+        iso = iso_jst(np.array([at]))[0]
+        refund = int(revenue[order[0]] * (1.0 if rng.random() < 0.6 else 0.5))
+        rows.append((len(rows) + 1, order[0], iso, refund, reasons[int(rng.integers(0, 5))], iso))
+    return rows
+
+
+_SHOP_DDL = """
+create table customers (customer_id integer primary key, contact_id text, email text,
+    full_name text, full_name_kana text, phone text, postal_code text, prefecture text,
+    birth_date text, acquisition_channel text, created_at text, updated_at text);
+create table products (product_id integer primary key, sku text, product_name text,
+    category text, list_price integer, unit_cost integer, updated_at text);
+create table orders (order_id integer primary key, customer_id integer, ordered_at text,
+    status text, channel text, updated_at text);
+create table order_items (order_item_id integer primary key, order_id integer,
+    product_id integer, quantity integer, unit_price integer, updated_at text);
+create table subscriptions (subscription_id integer primary key, customer_id integer,
+    plan text, status text, monthly_price integer, started_at text, cancelled_at text,
+    cancel_reason text, updated_at text);
+create table returns (return_id integer primary key, order_id integer, returned_at text,
+    refund_amount integer, reason text, updated_at text);
+create index orders_customer on orders (customer_id);
+create index items_order on order_items (order_id);
+"""
+
+
+def _inject_shop_bad_rows(world: World, tables: dict[str, list[tuple]]) -> None:
+    """Extra rows breaking the contract (no real customer's data is lost to them)."""
+    stamp = iso_jst(np.array([world.end - DAY]))[0]
+    customers, orders, items = tables["customers"], tables["orders"], tables["order_items"]
+    customers.append((len(customers) + 1, None, "broken@example.com", "壊れた 行", None, None,
+                      None, None, None, "organic", "2026-02-30T10:00:00+09:00", stamp))  # fmt: skip
+    world.inject("shop.customers", "unparsable_timestamp", 1)
+    if orders:
+        first = orders[0]
+        orders.append((len(orders) + 1, first[1], stamp, "shipped", "web", stamp))
+        world.inject("shop.orders", "unknown_value", 1)
+        items.append((len(items) + 1, first[0], 1, -1, 1000, stamp))
+        items.append((len(items) + 1, first[0], 1, -2, 1000, stamp))
+        world.inject("shop.order_items", "negative_quantity", 2)
+
+
+def _write_shop(world: World) -> dict[str, int]:
+    products = _products(world.rng)
+    customers, created = _shop_customers(world)
+    orders, _ = _orders(world.rng, created, world.end)
+    items = _order_items(world.rng, orders, products)
+    buyers = {o[1] for o in orders if o[3] == "completed"}
+    tables = {
+        "customers": customers,
+        "products": products,
+        "orders": orders,
+        "order_items": items,
+        "subscriptions": _subscriptions(world, customers, created, buyers),
+        "returns": _returns(world, orders, items),
+    }
+    _inject_shop_bad_rows(world, tables)
+    path = world.path("shop/orders.sqlite")
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.unlink(missing_ok=True)
     db = sqlite3.connect(tmp)
     try:
-        db.executescript(
-            """
-            create table customers (customer_id integer primary key, contact_id text, email text,
-                full_name text, phone text, created_at text);
-            create table products (product_id integer primary key, sku text, product_name text,
-                category text, list_price integer, unit_cost integer);
-            create table orders (order_id integer primary key, customer_id integer,
-                ordered_at text, status text, channel text);
-            create table order_items (order_item_id integer primary key, order_id integer,
-                product_id integer, quantity integer, unit_price integer);
-            """
-        )
-        db.executemany("insert into customers values (?, ?, ?, ?, ?, ?)", customers)
-        db.executemany("insert into products values (?, ?, ?, ?, ?, ?)", products)
-        db.executemany("insert into orders values (?, ?, ?, ?, ?)", orders)
-        db.executemany("insert into order_items values (?, ?, ?, ?, ?)", items)
-        db.executescript(
-            "create index orders_customer on orders (customer_id);"
-            "create index items_order on order_items (order_id);"
-        )
+        db.executescript(_SHOP_DDL)
+        for name, rows in tables.items():
+            if rows:
+                marks = ", ".join("?" * len(rows[0]))
+                db.executemany(f"insert into {name} values ({marks})", rows)
         db.commit()
     finally:
         db.close()
     os.replace(tmp, path)
-    return {
-        "shop_customers": len(customers),
-        "shop_products": len(products),
-        "shop_orders": len(orders),
-        "shop_order_items": len(items),
-    }
+    return {f"shop_{name}": len(rows) for name, rows in tables.items()}

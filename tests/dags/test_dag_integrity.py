@@ -8,10 +8,11 @@ import pytest
 
 from crm360.settings import PROJECT_ROOT
 
+INGEST = ["crm", "shop", "support", "web", "email", "social", "spend"]
 EXPECTED_EDGES = {
     "crm360_daily": {
-        ("ingest_crm_contacts", "ingest_shop_orders"),
-        ("ingest_shop_orders", "dbt_build"),
+        *{(f"ingest_{a}", f"ingest_{b}") for a, b in zip(INGEST, INGEST[1:], strict=False)},
+        ("ingest_spend", "dbt_build"),
         ("dbt_build", "quality_gate"),
         ("quality_gate", "export_audiences"),
         ("export_audiences", "run_summary"),

@@ -1,4 +1,4 @@
-"""Loading a source object: contract checks, quarantine with reasons, reconciled counts."""
+"""Loading one source object: contract checks, quarantine with reasons, reconciled counts."""
 
 from __future__ import annotations
 
@@ -9,24 +9,29 @@ import pytest
 
 from crm360.warehouse import connect
 from ingestion.contracts import ContractError, load_contract
-from ingestion.crm_contacts import load_contacts, read_contacts
+from ingestion.files import load_files, read_file
 
 HEADER = (
     "contact_id,last_name,first_name,last_name_kana,first_name_kana,email,phone,postal_code,"
     "prefecture,birth_date,email_opt_in,do_not_contact,created_at,updated_at"
 )
-GOOD = "C1,佐藤,花子,サトウ,ハナコ, A@x.com ,090-1234-5678,150-0002,東京都,1990-01-02,true,false,2024-01-01T10:00:00+09:00,2024-01-02T10:00:00+09:00"  # noqa: E501
 TS = "2024-01-01T10:00:00+09:00"
+GOOD = f"C1,佐藤,花子,サトウ,ハナコ, A@x.com ,090-1234-5678,150-0002,東京都,1990-01-02,true,false,{TS},{TS}"
+CONTACTS = load_contract("crm")["contacts"]
 
 
-def write_csv(path, lines, encoding="utf-8"):
+def write_csv(path, lines, encoding="utf-8", header=HEADER):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(("\n".join([HEADER, *lines]) + "\n").encode(encoding))
+    path.write_bytes(("\n".join([header, *lines]) + "\n").encode(encoding))
+
+
+def load_dir(con, settings, pattern="crm/contacts_*.csv"):
+    return load_files(con, CONTACTS, settings.source_dir, pattern, as_of=None)
 
 
 def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(settings):
     write_csv(
-        settings.source_dir / "crm_contacts.csv",
+        settings.source_dir / "crm" / "contacts_20261030.csv",
         [
             GOOD,
             f",x,y,,,,,,,,true,false,{TS},{TS}",
@@ -36,7 +41,7 @@ def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(settings):
         ],
     )
     with connect(settings.warehouse) as con:
-        result = load_contacts(con, settings.source_dir, run_id="r1")
+        (result,) = load_dir(con, settings)
         loaded = con.execute("select contact_id, email from raw.crm_contacts").fetchall()
         quarantine = con.execute(
             "select source_row, reason, record from raw._quarantine order by source_row"
@@ -47,8 +52,7 @@ def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(settings):
 
     assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (5, 1, 4)
     assert audit == [(5, 1, 4)]
-    # raw keeps the value exactly as received; normalising is staging's job
-    assert loaded == [("C1", " A@x.com ")]
+    assert loaded == [("C1", " A@x.com ")]  # raw keeps the value as received
     reasons = {row: reason for row, reason, _ in quarantine}
     assert reasons[2].startswith("missing required value in contact_id")
     assert "unparsable date in birth_date: 1990-13-45" in reasons[3]
@@ -59,44 +63,112 @@ def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(settings):
 
 
 def test_missing_required_column_fails_naming_file_and_column(settings):
-    path = settings.source_dir / "crm_contacts.csv"
-    path.parent.mkdir(parents=True)
-    path.write_text("contact_id,email\nC1,a@x.com\n", encoding="utf-8")
+    write_csv(
+        settings.source_dir / "crm" / "contacts_20261030.csv",
+        ["C1,a@x.com"],
+        header="contact_id,email",
+    )
     with connect(settings.warehouse) as con:
         with pytest.raises(
-            ContractError, match=r"crm_contacts\.csv: required column\(s\) email_opt_in"
+            ContractError, match=r"contacts_20261030\.csv: required column\(s\) email_opt_in"
         ):
-            load_contacts(con, settings.source_dir)
+            load_dir(con, settings)
+        assert con.execute("select count(*) from raw._files").fetchone() == (0,)
 
 
-def test_failed_load_leaves_previous_load_untouched(settings, monkeypatch):
-    write_csv(settings.source_dir / "crm_contacts.csv", [GOOD])
+def test_new_column_is_kept_and_logged(settings, caplog):
+    write_csv(settings.source_dir / "crm" / "contacts_20261030.csv", [GOOD])
+    write_csv(
+        settings.source_dir / "crm" / "contacts_20261031.csv",
+        [GOOD.replace("C1,", "C2,") + ",VIP"],
+        header=HEADER + ",loyalty_rank",
+    )
     with connect(settings.warehouse) as con:
-        load_contacts(con, settings.source_dir)
-        contract = load_contract("crm")["contacts"]
-        # a load that breaks after the raw table was replaced inside the transaction
-        import ingestion.raw as raw
+        load_dir(con, settings)
+        rows = con.execute(
+            "select contact_id, loyalty_rank from raw.crm_contacts order by 1"
+        ).fetchall()
+    assert rows == [("C1", None), ("C2", "VIP")]
+    assert "unexpected column(s) kept: loyalty_rank" in caplog.text
 
-        monkeypatch.setattr(raw, "LoadResult", None)
-        frame = pl.DataFrame(
-            {c: ["C9"] if c == "contact_id" else ["true"] for c in contract.columns}
-        )
+
+def test_failed_load_leaves_no_rows_and_no_state(settings, monkeypatch):
+    write_csv(settings.source_dir / "crm" / "contacts_20261030.csv", [GOOD])
+    import ingestion.raw as raw
+
+    monkeypatch.setattr(raw, "LoadResult", None)  # break the load after the rows were inserted
+    with connect(settings.warehouse) as con:
         with pytest.raises(TypeError):
-            raw.load_object(con, contract, frame, "broken.csv")
-        assert con.execute("select contact_id from raw.crm_contacts").fetchall() == [("C1",)]
-        assert con.execute("select count(*) from raw._loads").fetchone() == (1,)
+            load_dir(con, settings)
+        assert con.execute("select count(*) from raw._files").fetchone() == (0,)
+        assert con.execute("select count(*) from raw._loads").fetchone() == (0,)
+        monkeypatch.undo()
+        (result,) = load_dir(con, settings)  # the next run loads the file
+    assert result.rows_loaded == 1
 
 
-def test_shift_jis_export_reads_the_same_as_utf8(tmp_path):
+def test_shift_jis_file_reads_the_same_as_utf8(tmp_path):
     write_csv(tmp_path / "utf8.csv", [GOOD])
     write_csv(tmp_path / "sjis.csv", [GOOD], encoding="cp932")
-    utf8 = read_contacts(tmp_path / "utf8.csv", "utf-8")
-    sjis = read_contacts(tmp_path / "sjis.csv", "cp932")
+    utf8, enc_a, _ = read_file(tmp_path / "utf8.csv", "csv", ("utf-8", "cp932"))
+    sjis, enc_b, _ = read_file(tmp_path / "sjis.csv", "csv", ("utf-8", "cp932"))
+    assert (enc_a, enc_b) == ("utf-8", "cp932")
     assert sjis.equals(utf8)
     assert sjis["last_name"][0] == "佐藤"
 
 
-def test_invalid_encoding_is_a_clear_error(tmp_path):
-    (tmp_path / "bad.csv").write_bytes(HEADER.encode() + b"\n\x82\xff\n")
-    with pytest.raises(ContractError, match=r"bad\.csv: not valid cp932 at byte"):
-        read_contacts(tmp_path / "bad.csv", "cp932")
+def test_invalid_bytes_quarantine_the_row_not_the_file(settings):
+    path = settings.source_dir / "crm" / "contacts_20261030.csv"
+    write_csv(path, [GOOD])
+    bad = (
+        GOOD.replace("C1,", "C2,")
+        .replace("花子", "@@")
+        .encode("utf-8")
+        .replace(b"@@", "花子".encode("cp932"))
+    )
+    path.write_bytes(path.read_bytes() + bad + b"\n")
+    with connect(settings.warehouse) as con:
+        (result,) = load_dir(con, settings)
+        reasons = con.execute("select reason from raw._quarantine").fetchall()
+    assert (result.rows_loaded, result.rows_quarantined) == (1, 1)
+    assert reasons == [("invalid utf-8 byte sequence",)]
+
+
+def test_unknown_encoding_in_a_contract_is_a_clear_error(tmp_path):
+    (tmp_path / "a.csv").write_bytes(HEADER.encode() + b"\n\xff\n")
+    with pytest.raises(ContractError, match="unknown encoding 'klingon'"):
+        read_file(tmp_path / "a.csv", "csv", ("utf-8", "klingon"))
+
+
+def test_malformed_json_line_is_quarantined(settings):
+    folder = settings.source_dir / "web" / "events" / "date=2026-10-30"
+    folder.mkdir(parents=True)
+    good = '{"event_id": "E1", "anonymous_id": "a", "event_type": "login", "occurred_at": "2026-10-30T10:00:00Z"}'
+    (folder / "events.jsonl").write_text(good + "\n" + '{"event_id": "E2", \n', encoding="utf-8")
+    contract = load_contract("web")["events"]
+    with connect(settings.warehouse) as con:
+        (result,) = load_files(
+            con, contract, settings.source_dir, "web/events/date=*/events.jsonl", None
+        )
+        reason = con.execute("select reason from raw._quarantine").fetchone()[0]
+    assert (result.rows_loaded, result.rows_quarantined) == (1, 1)
+    assert reason.startswith("malformed JSON: ")
+
+
+def test_contract_rejects_values_outside_bounds():
+    contract = load_contract("support")["tickets"]
+    frame = pl.DataFrame({c: ["x"] for c in contract.columns}).with_columns(
+        ticket_id=pl.lit("T1"), category=pl.lit("billing"), channel=pl.lit("chat"),
+        status=pl.lit("open"), csat=pl.lit("6"), shop_customer_id=pl.lit(None, pl.String),
+        created_at=pl.lit(TS), updated_at=pl.lit(TS), resolved_at=pl.lit(None, pl.String),
+    )  # fmt: skip
+    import duckdb
+
+    from ingestion.contracts import check_sql
+
+    con = duckdb.connect()
+    con.register("incoming", frame.with_row_index("_source_row", offset=1))
+    (reason,) = con.execute(
+        f"select _reject_reason from ({check_sql(contract, 'incoming', frame.columns)})"
+    ).fetchone()
+    assert reason == "value above 5 in csat: 6"

@@ -1,7 +1,8 @@
 with
 
 source as (
-    select * from {{ source('crm', 'crm_contacts') }}
+    {{ latest_version(source('crm', 'crm_contacts'), 'contact_id',
+                      'cast(updated_at as timestamptz) desc, _loaded_at desc, _source_row desc') }}
 ),
 
 renamed as (
@@ -16,8 +17,11 @@ renamed as (
         {{ normalise_postal_code_jp('postal_code') }} as postal_code,
         {{ clean_text('prefecture') }} as prefecture,
         cast(nullif(trim(birth_date), '') as date) as birth_date,
+        {{ clean_text('company_name') }} as company_name,
+        {{ clean_text('industry') }} as industry,
         cast(email_opt_in as boolean) as is_email_opted_in,
         cast(do_not_contact as boolean) as is_do_not_contact,
+        coalesce(cast(deletion_requested as boolean), false) as is_deletion_requested,
         {{ to_utc('created_at') }} as created_at,
         {{ to_utc('updated_at') }} as updated_at,
         _load_id as load_id,

@@ -1,7 +1,7 @@
 with
 
 source as (
-    select * from {{ source('shop', 'shop_customers') }}
+    {{ latest_version(source('shop', 'shop_customers'), 'customer_id') }}
 ),
 
 renamed as (
@@ -10,8 +10,14 @@ renamed as (
         {{ clean_text('contact_id') }} as contact_id,
         {{ normalise_email('email') }} as email,
         {{ clean_text('full_name') }} as full_name,
+        {{ clean_text('full_name_kana') }} as full_name_kana,
         {{ normalise_phone_jp('phone') }} as phone_e164,
+        {{ normalise_postal_code_jp('postal_code') }} as postal_code,
+        {{ clean_text('prefecture') }} as prefecture,
+        cast(nullif(trim(birth_date), '') as date) as birth_date,
+        acquisition_channel,
         {{ to_utc('created_at') }} as created_at,
+        {{ to_utc('updated_at') }} as updated_at,
     from source
 )
 

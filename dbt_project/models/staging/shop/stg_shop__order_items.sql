@@ -1,7 +1,7 @@
 with
 
 source as (
-    select * from {{ source('shop', 'shop_order_items') }}
+    {{ latest_version(source('shop', 'shop_order_items'), 'order_item_id') }}
 ),
 
 renamed as (

@@ -1,7 +1,7 @@
 with
 
 source as (
-    select * from {{ source('shop', 'shop_orders') }}
+    {{ latest_version(source('shop', 'shop_orders'), 'order_id') }}
 ),
 
 renamed as (

@@ -1,7 +1,7 @@
 with
 
 source as (
-    select * from {{ source('shop', 'shop_products') }}
+    {{ latest_version(source('shop', 'shop_products'), 'product_id') }}
 ),
 
 renamed as (

@@ -1,0 +1,238 @@
+"""File sources: discover export files, read them as text columns, load each content once.
+
+Used by every source that arrives as files (CRM CSV exports, web event partitions, e-mail
+events, social mentions, marketing spend). Reading is polars' native CSV / NDJSON / Parquet
+reader; the encoding of a CSV is the first of the contract's encodings that decodes it with the
+fewest errors, and a row holding bytes invalid in that encoding is quarantined, not dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ingestion.contracts import ContractError, ObjectContract
+from ingestion.raw import LoadResult, StateUpdate, load_object
+
+if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
+
+log = logging.getLogger(__name__)
+
+_DATE_IN_PATH = re.compile(r"(20\d{2})-?([01]\d)-?([0-3]\d)")
+_REPLACEMENT = "\ufffd"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path
+    name: str  # relative to the source folder, as recorded in raw._files
+    file_date: date | None
+
+
+def file_date(relative: str) -> date | None:
+    match = _DATE_IN_PATH.search(relative)
+    if not match:
+        return None
+    try:
+        return date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        return None
+
+
+def discover(source_dir: Path, pattern: str, as_of: date | None) -> list[SourceFile]:
+    """Files matching the pattern, oldest first; dated files only when dated before as_of."""
+    base = Path(pattern).parent if Path(pattern).is_absolute() else source_dir
+    glob = Path(pattern).name if Path(pattern).is_absolute() else pattern
+    found = []
+    for path in sorted(base.glob(glob)):
+        if not path.is_file():
+            continue
+        relative = path.relative_to(base).as_posix()
+        dated = file_date(relative)
+        if as_of is None or dated is None or dated < as_of:
+            found.append(SourceFile(path, relative, dated))
+    return sorted(found, key=lambda f: (f.file_date or date.min, f.name))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def decode(data: bytes, encodings: tuple[str, ...], where: str) -> tuple[str, str]:
+    """Decode with the first encoding that decodes cleanly, else the one with fewest errors."""
+    best: tuple[int, str, str] | None = None
+    for encoding in encodings:
+        try:
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError:
+            text = data.decode(encoding, errors="replace")
+            errors = text.count(_REPLACEMENT)
+            if best is None or errors < best[0]:
+                best = (errors, encoding, text)
+        except LookupError as exc:
+            raise ContractError(f"{where}: unknown encoding {encoding!r} in the contract") from exc
+    assert best is not None
+    log.warning("%s: %d invalid byte sequence(s) for %s", where, best[0], best[1])
+    return best[2], best[1]
+
+
+def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    import polars as pl
+
+    casts = []
+    for name, dtype in frame.schema.items():
+        if dtype == pl.String:
+            continue
+        if isinstance(dtype, pl.List | pl.Struct | pl.Array):
+            casts.append(pl.col(name).map_elements(json.dumps, return_dtype=pl.String))
+        else:
+            casts.append(pl.col(name).cast(pl.String))
+    return frame.with_columns(casts) if casts else frame
+
+
+def read_file(
+    path: Path, fmt: str, encodings: tuple[str, ...]
+) -> tuple[pl.DataFrame, str, pl.Series | None]:
+    """Read one file as text columns; return (frame, encoding, per-row rejection reasons)."""
+    import polars as pl
+
+    if fmt == "parquet":
+        return _as_text(pl.read_parquet(path)), "binary", None
+    text, encoding = decode(path.read_bytes(), encodings, str(path))
+    if fmt == "csv":
+        frame = pl.read_csv(text.encode("utf-8"), infer_schema=False)
+    elif fmt == "jsonl":
+        frame = _read_jsonl(text, path)
+    else:
+        raise ContractError(f"{path}: unsupported file format {fmt!r}")
+    rejects = None
+    if _REPLACEMENT in text:
+        bad = pl.any_horizontal(
+            [
+                pl.col(c).str.contains(_REPLACEMENT, literal=True).fill_null(False)
+                for c in frame.columns
+            ]
+        )
+        rejects = frame.select(
+            pl.when(bad).then(pl.lit(f"invalid {encoding} byte sequence")).otherwise(None)
+        ).to_series()
+    return frame, encoding, rejects
+
+
+def json_value_as_text(value: object) -> str | None:
+    """A JSON value as the text raw tables hold: strings as is, booleans lower-case."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _read_jsonl(text: str, path: Path) -> pl.DataFrame:
+    """NDJSON with polars; a malformed line is kept as a row whose fields are all NULL except
+    `_malformed_json`, so it reaches quarantine with its line number instead of failing the file."""
+    import polars as pl
+
+    data = text.encode("utf-8")
+    try:
+        return _as_text(pl.read_ndjson(data, infer_schema_length=None))
+    except Exception:  # noqa: BLE001 - fall back to line-by-line parsing to find the bad lines
+        log.warning("%s: malformed JSON lines; parsing line by line", path)
+    rows = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+            rows.append({k: json_value_as_text(v) for k, v in value.items()})
+        except json.JSONDecodeError as exc:
+            rows.append({"_malformed_json": f"{exc.msg} at column {exc.colno}: {line[:200]}"})
+    return pl.DataFrame(rows, infer_schema_length=None).cast(pl.String)
+
+
+def load_files(
+    con: duckdb.DuckDBPyConnection,
+    contract: ObjectContract,
+    source_dir: Path,
+    pattern: str,
+    as_of: date | None,
+    run_id: str | None = None,
+) -> list[LoadResult]:
+    """Load every matching file not loaded before with the same content."""
+    import polars as pl
+
+    from ingestion.raw import ensure_raw_schema
+
+    ensure_raw_schema(con)
+    seen = set(
+        con.execute(
+            "select file_name, sha256 from raw._files where source = ? and object = ?",
+            [contract.source, contract.name],
+        ).fetchall()
+    )
+    results = []
+    for source_file in discover(source_dir, pattern, as_of):
+        digest = sha256_of(source_file.path)
+        if (source_file.name, digest) in seen:
+            continue
+        frame, encoding, rejects = read_file(source_file.path, contract.format, contract.encodings)
+        if "_malformed_json" in frame.columns:
+            malformed = frame["_malformed_json"]
+            reason = pl.when(malformed.is_not_null()).then(pl.lit("malformed JSON: ") + malformed)
+            rejects = frame.select(
+                reason.otherwise(rejects if rejects is not None else None)
+            ).to_series()
+            frame = frame.drop("_malformed_json")
+        state = [
+            StateUpdate(
+                "insert into raw._files values (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
+                (
+                    contract.source,
+                    contract.name,
+                    source_file.name,
+                    digest,
+                    source_file.path.stat().st_size,
+                    encoding,
+                    ...,
+                ),
+            )  # fmt: skip
+        ]
+        results.append(
+            load_object(con, contract, frame, str(source_file.path), run_id, state, rejects)
+        )
+    return results
+
+
+def load_source_files(
+    source: str,
+    con: duckdb.DuckDBPyConnection,
+    source_dir: Path,
+    as_of: datetime,
+    run_id: str | None = None,
+) -> list[LoadResult]:
+    """Load every object of a file-based source from the files its configuration names."""
+    from ingestion.config import source_config
+    from ingestion.contracts import load_contract
+
+    config = source_config(source)
+    results = []
+    for name, contract in load_contract(source).items():
+        if name not in config or "files" not in config[name]:
+            raise ContractError(f"sources config: no `files` pattern for {source}.{name}")
+        pattern = config[name]["files"]
+        results += load_files(con, contract, source_dir, pattern, as_of.date(), run_id)
+    return results

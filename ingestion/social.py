@@ -1,0 +1,25 @@
+"""Social: daily files of mentions and reactions on the brand's accounts (JSON lines) and the
+referral programme's who-referred-whom list (referrals.csv).
+
+Each file is loaded once per content; see ingestion/files.py for discovery and encodings.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ingestion.files import load_source_files
+from ingestion.raw import LoadResult
+
+if TYPE_CHECKING:
+    import duckdb
+
+SOURCE = "social"
+
+
+def load(
+    con: duckdb.DuckDBPyConnection, source_dir: Path, as_of: datetime, run_id: str | None = None
+) -> list[LoadResult]:
+    return load_source_files(SOURCE, con, source_dir, as_of, run_id)

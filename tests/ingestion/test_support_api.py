@@ -1,0 +1,76 @@
+"""The helpdesk API client against the local demo server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from crm360.demo.support_api import Faults, serve_tickets
+from ingestion.support import SourceApiError, fetch_tickets, get_json
+
+START = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def tickets_file(tmp_path):
+    path = tmp_path / "tickets.jsonl"
+    rows = [
+        {
+            "ticket_id": f"T{i:03d}",
+            "category": "billing",
+            "updated_at": (START + timedelta(hours=i)).isoformat(),
+        }
+        for i in range(30)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_follows_pagination_within_the_window(tickets_file):
+    with serve_tickets(tickets_file) as (url, requests):
+        tickets = fetch_tickets(
+            url, START + timedelta(hours=2), START + timedelta(hours=25), page_size=7
+        )
+    assert [t["ticket_id"] for t in tickets] == [f"T{i:03d}" for i in range(2, 25)]
+    assert len(requests) == 4  # 23 tickets, 7 a page
+    assert all("limit=7" in r for r in requests)
+
+
+def test_waits_as_told_on_429_and_retries_5xx(tickets_file):
+    waits: list[float] = []
+    faults = Faults(rate_limit_every=2, retry_after="3", server_error_every=5)
+    with serve_tickets(tickets_file, faults) as (url, requests):
+        tickets = fetch_tickets(
+            url, START, START + timedelta(days=2), page_size=10, sleep=waits.append
+        )
+    assert len(tickets) == 30
+    assert 3.0 in waits  # Retry-After honoured
+    assert any(w != 3.0 for w in waits)  # backoff on 503
+    assert len(requests) > 3
+
+
+def test_client_error_fails_at_once_with_the_servers_message(tickets_file):
+    waits: list[float] = []
+    with serve_tickets(tickets_file) as (url, requests):
+        with pytest.raises(SourceApiError, match=r"HTTP 400: .*limit must be between 1 and 1000"):
+            get_json(f"{url}/tickets?limit=5000", sleep=waits.append)
+        with pytest.raises(SourceApiError, match=r"/nothing: HTTP 404"):
+            get_json(f"{url}/nothing", sleep=waits.append)
+    assert waits == [] and len(requests) == 2
+
+
+def test_gives_up_after_repeated_server_errors(tickets_file):
+    waits: list[float] = []
+    with serve_tickets(tickets_file, Faults(server_error_every=1)) as (url, _):
+        with pytest.raises(SourceApiError, match=r"gave up after 4 attempts \(last: HTTP 503"):
+            get_json(f"{url}/tickets", max_attempts=4, sleep=waits.append)
+    assert waits == [0.5, 1.0, 2.0]
+
+
+def test_connection_refused_is_retried_then_reported():
+    waits: list[float] = []
+    with pytest.raises(SourceApiError, match="gave up after 3 attempts"):
+        get_json("http://127.0.0.1:9/tickets", max_attempts=3, sleep=waits.append)
+    assert len(waits) == 2
