@@ -32,6 +32,14 @@ def _sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
+def _sqlalchemy_url(url: str) -> str:
+    """postgresql:// (Airflow's form) means the psycopg 3 driver installed with the project."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
 def read_changes(
     url: str, contract: ObjectContract, since: datetime, until: datetime
 ) -> pl.DataFrame:
@@ -62,14 +70,14 @@ def read_changes(
     else:
         import sqlalchemy as sa
 
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(_sqlalchemy_url(url))
         with engine.connect() as db:
             result = db.execute(
                 sa.text(
                     f'select * from "{contract.table}" where ("{column}" >= :since '
                     f'and "{column}" < :until) or "{column}" is null order by "{column}"'
                 ),
-                {"since": bounds[0], "until": bounds[1]},
+                {"since": since.astimezone(UTC), "until": until.astimezone(UTC)},
             )
             columns = list(result.keys())
             rows = [tuple(r) for r in result.fetchall()]
