@@ -178,6 +178,17 @@ _PREFECTURE_WEIGHTS = np.array([w for _, w in PREFECTURES], dtype=float)
 _PREFECTURE_WEIGHTS /= _PREFECTURE_WEIGHTS.sum()
 
 
+# How the same surname is written differently in another system (variant kanji, slips)
+SURNAME_VARIANTS = {
+    "斎藤": "斉藤",
+    "渡辺": "渡邊",
+    "高橋": "髙橋",
+    "山崎": "山﨑",
+    "中島": "中嶋",
+    "佐藤": "佐籐",
+}
+
+
 def _halfwidth_katakana() -> dict[str, str]:
     """Full-width katakana -> half-width (ｶﾀｶﾅ), as old systems store readings."""
     table = {}
@@ -469,6 +480,7 @@ def _shop_customers(world: World) -> tuple[list[tuple], np.ndarray]:
     case_noise = rng.random(m)
     full_width_space = rng.random(m) < 0.5
     half_kana = rng.random(m) < 0.10
+    variant = rng.random(m) < 0.15
     gives_birth = rng.random(m) < 0.30
     channel = rng.choice(ACQUISITION[0], m, p=ACQUISITION[1])
     created = people["created"][persons] + rng.integers(0, 30 * DAY, m)
@@ -491,7 +503,8 @@ def _shop_customers(world: World) -> tuple[list[tuple], np.ndarray]:
         birth = (world.as_of - timedelta(days=int(20 * 365 + i % 9000))).isoformat()
         rows.append((
             k + 1, contact_id, email,
-            f"{surname[0]}{'　' if full_width_space[k] else ' '}{given[0]}",
+            f"{SURNAME_VARIANTS.get(surname[0], surname[0]) if variant[k] else surname[0]}"
+            f"{'　' if full_width_space[k] else ' '}{given[0]}",
             to_halfwidth_kana(kana) if half_kana[k] else kana,
             f"0{people['mobile'][i]}-{people['phone_digits'][i]:08d}",
             f"{people['postal'][i]:07d}", PREFECTURES[people["prefecture"][i]][0],

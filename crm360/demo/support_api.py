@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+from bisect import bisect_left
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ def _load(path: Path) -> list[tuple[datetime, str, dict]]:
 
 def _handler(tickets: list, faults: Faults, log: list) -> type[BaseHTTPRequestHandler]:
     lock = threading.Lock()
+    times = [t[0] for t in tickets]  # sorted: a window is two binary searches
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:  # keep test and task logs quiet
@@ -90,9 +92,9 @@ def _handler(tickets: list, faults: Faults, log: list) -> type[BaseHTTPRequestHa
             if not 1 <= limit <= 1000:
                 self._send(400, {"error": "limit must be between 1 and 1000"})
                 return
-            window = [t for u, _, t in tickets if since <= u < before]
-            page = window[offset : offset + limit]
-            more = offset + limit < len(window)
+            first, last = bisect_left(times, since), bisect_left(times, before)
+            page = [t for _, _, t in tickets[first + offset : min(first + offset + limit, last)]]
+            more = first + offset + limit < last
             self._send(200, {"tickets": page, "next_cursor": str(offset + limit) if more else None})
 
     return Handler
