@@ -45,9 +45,13 @@ def airflow_executable() -> str:
 def ensure_metadata_db(env: dict[str, str]) -> None:
     """Create or upgrade the SQLite metadata database (idempotent)."""
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    airflow = airflow_executable()
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, text=True)
+    # DuckDB allows one writer: every task that writes the warehouse takes this pool's one slot
     subprocess.run(
-        [airflow_executable(), "db", "migrate"], env=env, check=True, capture_output=True, text=True
-    )
+        [airflow, "pools", "set", "warehouse_writer", "1", "tasks that write the DuckDB warehouse"],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
 
 
 def dags_test(

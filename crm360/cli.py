@@ -52,6 +52,22 @@ def run_dag(
     return proc.returncode == 0 and state == "success", log_file
 
 
+def _latest_report(settings: Settings) -> dict | None:
+    from crm360.warehouse import connect
+
+    with connect(settings.warehouse, read_only=True) as con:
+        exists = con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'ops' and table_name = 'run_reports'"
+        ).fetchone()[0]
+        if not exists:
+            return None
+        row = con.execute(
+            "select report from ops.run_reports order by created_at desc limit 1"
+        ).fetchone()
+    return json.loads(row[0]) if row else None
+
+
 def print_summary(settings: Settings, elapsed: float) -> None:
     from crm360.pipeline import run_summary
 
@@ -76,9 +92,14 @@ def print_summary(settings: Settings, elapsed: float) -> None:
             f"  audience {latest.parent.name}: {pointer['row_count']:,} customers "
             f"-> {latest.parent / pointer['path']}"
         )
+    report = _latest_report(settings)
+    if report:
+        from crm360.report import format_report
+
+        print("\nRun report (ops.run_reports):\n" + format_report(report))
     print(
-        f"\nQuery the marts: duckdb -readonly {settings.warehouse} "
-        '"select * from marts.customer_rfm limit 5"'
+        "\nQuery the marts: .venv/bin/crm360 sql "
+        '"select rfm_segment, count(*) from marts.customer_rfm group by 1"'
     )
 
 

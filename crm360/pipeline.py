@@ -7,6 +7,7 @@ the run report. Settings are read when a step runs, never at import, so DAG pars
 from __future__ import annotations
 
 import logging
+import time
 from datetime import date, datetime
 
 from crm360.settings import Settings, load_settings
@@ -17,14 +18,19 @@ log = logging.getLogger(__name__)
 
 def ingest_source(
     source: str, run_id: str, as_of: datetime, settings: Settings | None = None
-) -> list[dict]:
+) -> dict:
     """Load one source system's new data (everything dated before `as_of`) into `raw`."""
     from ingestion import load_source
 
     settings = settings or load_settings()
+    started = time.monotonic()
     with connect(settings.warehouse) as con:
         results = load_source(source, con, settings.source_dir, as_of, run_id)
-    return [r.as_dict() for r in results]
+    return {
+        "source": source,
+        "loads": [r.as_dict() for r in results],
+        "seconds": round(time.monotonic() - started, 3),
+    }
 
 
 def build_marts(as_of: date, settings: Settings | None = None) -> dict:
@@ -33,7 +39,9 @@ def build_marts(as_of: date, settings: Settings | None = None) -> dict:
 
     settings = settings or load_settings()
     dbt_vars = {"as_of_date": as_of.isoformat(), "dormant_days": settings.dormant_days}
-    return run_dbt(settings, ["build"], dbt_vars)
+    started = time.monotonic()
+    summary = run_dbt(settings, ["build"], dbt_vars)
+    return {**summary, "seconds": round(time.monotonic() - started, 3)}
 
 
 def check_quality(run_id: str, settings: Settings | None = None) -> dict:
@@ -41,10 +49,12 @@ def check_quality(run_id: str, settings: Settings | None = None) -> dict:
     from crm360.quality import run_gate
 
     settings = settings or load_settings()
-    return run_gate(settings, run_id).summary()
+    started = time.monotonic()
+    summary = run_gate(settings, run_id).summary()
+    return {**summary, "seconds": round(time.monotonic() - started, 3)}
 
 
-def export_audiences(run_id: str, quality: dict, settings: Settings | None = None) -> list[dict]:
+def export_audiences(run_id: str, quality: dict, settings: Settings | None = None) -> dict:
     """Publish every audience; refuses to run unless the gate passed (or only warned)."""
     from activation.audiences import load_audiences
     from activation.publish import publish_audience
@@ -52,11 +62,28 @@ def export_audiences(run_id: str, quality: dict, settings: Settings | None = Non
     if quality.get("status") not in ("passed", "warning"):
         raise RuntimeError(f"refusing to export: quality gate status is {quality.get('status')!r}")
     settings = settings or load_settings()
+    started = time.monotonic()
+    quality = {k: v for k, v in quality.items() if k != "seconds"}
     with connect(settings.warehouse, read_only=True) as con:
-        return [
+        audiences = [
             publish_audience(con, audience, settings.export_dir, run_id, quality)
             for audience in load_audiences()
         ]
+    return {"audiences": audiences, "seconds": round(time.monotonic() - started, 3)}
+
+
+def report_run(
+    run_id: str, dag_id: str, as_of: date, pull, settings: Settings | None = None
+) -> dict:
+    """Build, store and log the run report (see crm360.report)."""
+    from crm360.report import build_report, format_report, store_report
+    from ingestion import SOURCES
+
+    settings = settings or load_settings()
+    report = build_report(run_id, dag_id, as_of, list(SOURCES), pull, settings)
+    store_report(report, settings)
+    log.info("run report\n%s", format_report(report))
+    return report
 
 
 def run_summary(settings: Settings | None = None) -> dict:

@@ -12,7 +12,10 @@ Expectations, and only then publish the audience files for marketing tools.
   as of that moment (orders before it).
 - A critical data-quality failure fails `quality_gate`; `export_audiences` then never runs
   and the previous exports stay as they were.
-- Tasks that write the warehouse run one after another (DuckDB allows one writer).
+- Tasks that write the warehouse run one after another and in the one-slot pool
+  `warehouse_writer` (DuckDB allows one writer).
+- `run_report` runs after every run, failed or not, and stores `ops.run_reports`.
+- A failed task is logged and, when `CRM360_ALERT_WEBHOOK` is set, posted to that webhook.
 - Paths come from `CRM360_*` environment variables (see README, Settings).
 """
 
@@ -21,8 +24,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import chain, dag, get_current_context, task
+from airflow.sdk import chain, dag, get_current_context, task, teardown
 
+from crm360.notify import on_task_failure
 from ingestion import SOURCES
 
 
@@ -42,6 +46,8 @@ def _run_id() -> str:
         "retry_delay": timedelta(minutes=2),
         "retry_exponential_backoff": True,
         "execution_timeout": timedelta(hours=2),
+        "pool": "warehouse_writer",
+        "on_failure_callback": on_task_failure,
     },
     tags=["crm360", "daily"],
     doc_md=__doc__,
@@ -72,11 +78,19 @@ def crm360_daily():
 
         return pipeline.export_audiences(_run_id(), quality)
 
-    @task
-    def run_summary(exports: list[dict]) -> dict:
+    @teardown
+    def run_report() -> dict:
+        """Runs after every run, failed or not; does not change the run's state."""
         from crm360 import pipeline
 
-        return {**pipeline.run_summary(), "exports": exports}
+        context = get_current_context()
+        ti = context["ti"]
+        return pipeline.report_run(
+            context["run_id"],
+            context["dag"].dag_id,
+            context["data_interval_end"].date(),
+            lambda task_id: ti.xcom_pull(task_ids=task_id),
+        )
 
     # one writer at a time: the sources load one after another, then dbt
     loads = [ingest.override(task_id=f"ingest_{source}")(source) for source in SOURCES]
@@ -84,7 +98,7 @@ def crm360_daily():
     chain(*loads, marts)
     quality = quality_gate()
     marts >> quality
-    run_summary(export_audiences(quality))
+    export_audiences(quality) >> run_report()
 
 
 crm360_daily()

@@ -224,6 +224,26 @@ def test_dormant_audience_file_and_manifest(demo_run):
     }
 
 
+def test_run_report_is_stored(demo_run):
+    settings, counts, _ = demo_run
+    with connect(settings.warehouse, read_only=True) as con:
+        rows = con.execute("select status, report from ops.run_reports").fetchall()
+    assert len(rows) == 1
+    status, report = rows[0][0], json.loads(rows[0][1])
+    assert status == "success"
+    assert report["sources"]["crm"]["rows_read"] == counts["crm_contacts"]
+    assert report["sources"]["web"]["rows_quarantined"] == 3
+    assert report["marts"]["customer_360"] > 0
+    assert report["quality"]["status"] in ("passed", "warning")
+    assert report["exports"]["audiences"][0]["audience"] == "dormant_reactivation"
+    assert set(report["stage_seconds"]) >= {
+        "ingest_crm",
+        "dbt_build",
+        "quality_gate",
+        "export_audiences",
+    }
+
+
 def test_quality_results_are_stored_and_computed(demo_run):
     settings, _, _ = demo_run
     with connect(settings.warehouse, read_only=True) as con:
@@ -268,3 +288,11 @@ def test_critical_failure_blocks_export_and_keeps_previous_files(demo_run):
             "where not success and severity = 'critical' and column_name = 'email'"
         ).fetchone()[0]
     assert failed == 1
+    with connect(settings.warehouse, read_only=True) as con:
+        statuses = [
+            r[0]
+            for r in con.execute(
+                "select status from ops.run_reports order by created_at"
+            ).fetchall()
+        ]
+    assert statuses == ["success", "failed at quality_gate"]

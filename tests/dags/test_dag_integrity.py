@@ -15,7 +15,7 @@ EXPECTED_EDGES = {
         ("ingest_spend", "dbt_build"),
         ("dbt_build", "quality_gate"),
         ("quality_gate", "export_audiences"),
-        ("export_audiences", "run_summary"),
+        ("export_audiences", "run_report"),
     },
 }
 
@@ -52,6 +52,8 @@ def test_safety_settings(dagbag, dag_id):
     for task in dag.tasks:
         assert task.owner == "data-eng"
         assert task.execution_timeout is not None
+        assert task.pool == "warehouse_writer"
+        assert task.on_failure_callback
         # a failed quality check is data, not a transient error: it must not be retried
         expected = 0 if task.task_id == "quality_gate" else 2
         assert task.retries == expected, task.task_id

@@ -1,0 +1,115 @@
+"""The run report: what one DAG run did, stored in `ops.run_reports` and printed in the log.
+
+Built from each step's result (XCom): rows read / loaded / quarantined per source, dbt's node
+counts, the row count of every mart, the data-quality result, the audiences exported and their
+sizes, and each stage's duration. A step that did not finish is reported as such.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from crm360.settings import Settings
+from crm360.warehouse import connect
+
+_DDL = """
+create schema if not exists ops;
+create table if not exists ops.run_reports (
+    run_id varchar primary key,
+    dag_id varchar not null,
+    as_of_date date not null,
+    status varchar not null,
+    report json not null,
+    created_at timestamptz not null
+);
+"""
+
+
+def build_report(
+    run_id: str,
+    dag_id: str,
+    as_of: date,
+    sources: list[str],
+    pull: Callable[[str], Any],
+    settings: Settings,
+) -> dict:
+    """Assemble the report from the steps' results; `pull(task_id)` returns None if missing."""
+    report: dict[str, Any] = {"run_id": run_id, "dag_id": dag_id, "as_of_date": as_of.isoformat()}
+    stages, failed_at = {}, None
+    ingested = {}
+    for source in sources:
+        result = pull(f"ingest_{source}")
+        if result is None:
+            failed_at = failed_at or f"ingest_{source}"
+            continue
+        loads = result["loads"]
+        ingested[source] = {
+            "rows_read": sum(x["rows_read"] for x in loads),
+            "rows_loaded": sum(x["rows_loaded"] for x in loads),
+            "rows_quarantined": sum(x["rows_quarantined"] for x in loads),
+            "loads": len(loads),
+        }
+        stages[f"ingest_{source}"] = result["seconds"]
+    report["sources"] = ingested
+    for task_id, key in (
+        ("dbt_build", "dbt"),
+        ("quality_gate", "quality"),
+        ("export_audiences", "exports"),
+    ):
+        result = pull(task_id)
+        if result is None:
+            failed_at = failed_at or task_id
+            continue
+        stages[task_id] = result.pop("seconds", None)
+        report[key] = result
+    report["stage_seconds"] = stages
+    report["marts"] = _mart_row_counts(settings)
+    report["status"] = "success" if failed_at is None else f"failed at {failed_at}"
+    return report
+
+
+def _mart_row_counts(settings: Settings) -> dict[str, int]:
+    if not settings.warehouse.exists():
+        return {}
+    with connect(settings.warehouse, read_only=True) as con:
+        tables = con.execute(
+            "select table_name from information_schema.tables "
+            "where table_schema = 'marts' order by 1"
+        ).fetchall()
+        return {
+            t: con.execute(f'select count(*) from marts."{t}"').fetchone()[0] for (t,) in tables
+        }
+
+
+def store_report(report: dict, settings: Settings) -> None:
+    with connect(settings.warehouse) as con:
+        con.execute(_DDL)
+        con.execute(
+            "insert or replace into ops.run_reports values (?, ?, ?, ?, ?, ?)",
+            [report["run_id"], report["dag_id"], report["as_of_date"], report["status"],
+             json.dumps(report, ensure_ascii=False, default=str), datetime.now(UTC)],
+        )  # fmt: skip
+
+
+def format_report(report: dict) -> str:
+    lines = [f"run {report['run_id']} as of {report['as_of_date']}: {report['status']}"]
+    lines.append(f"  {'source':<10}{'read':>12}{'loaded':>12}{'quarantined':>13}{'seconds':>9}")
+    for source, counts in report["sources"].items():
+        seconds = report["stage_seconds"].get(f"ingest_{source}") or 0
+        lines.append(
+            f"  {source:<10}{counts['rows_read']:>12,}{counts['rows_loaded']:>12,}"
+            f"{counts['rows_quarantined']:>13,}{seconds:>9.1f}"
+        )
+    for name, rows in report["marts"].items():
+        lines.append(f"  mart {name}: {rows:,} rows")
+    if "quality" in report:
+        lines.append(f"  data quality: {report['quality']['status']}")
+    for audience in report.get("exports", {}).get("audiences", []):
+        lines.append(f"  audience {audience['audience']}: {audience['rows']:,} customers")
+    for stage, seconds in report["stage_seconds"].items():
+        if not stage.startswith("ingest_") and seconds is not None:
+            lines.append(f"  {stage}: {seconds:.1f} s")
+    return "\n".join(lines)
