@@ -29,6 +29,7 @@ def airflow_env(settings: Settings, airflow_home: Path | None = None) -> dict[st
         "CRM360_HOME": str(settings.home),
         "CRM360_SOURCE_DIR": str(settings.source_dir),
         "CRM360_WAREHOUSE": str(settings.warehouse),
+        "CRM360_PUBLISHED_WAREHOUSE": str(settings.published_warehouse),
         "CRM360_EXPORT_DIR": str(settings.export_dir),
         "CRM360_GX_DIR": str(settings.gx_dir),
         "CRM360_DBT_TARGET_DIR": str(settings.dbt_target_dir),

@@ -149,7 +149,10 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     from crm360.warehouse import connect
 
     settings = load_settings()
-    with connect(settings.warehouse, read_only=True) as con:
+    path = settings.published_warehouse
+    if args.live or not path.exists():
+        path = settings.warehouse
+    with connect(path, read_only=True) as con:
         relation = con.sql(args.query)
         if args.csv:
             relation.pl().write_csv(sys.stdout)
@@ -180,9 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=42)
     demo.set_defaults(func=_cmd_demo)
 
-    sql = sub.add_parser("sql", help="run a read-only SQL query on the warehouse")
+    sql = sub.add_parser(
+        "sql", help="query the published read-only copy of the warehouse (the last good run)"
+    )
     sql.add_argument("query", help='e.g. "select * from marts.customer_360 limit 5"')
     sql.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    sql.add_argument(
+        "--live", action="store_true",
+        help="read the working warehouse instead of the published copy (fails while a run writes)",
+    )  # fmt: skip
     sql.add_argument("--max-rows", type=int, default=40)
     sql.set_defaults(func=_cmd_sql)
 

@@ -54,6 +54,16 @@ def check_quality(run_id: str, settings: Settings | None = None) -> dict:
     return {**summary, "seconds": round(time.monotonic() - started, 3)}
 
 
+def publish_marts(settings: Settings | None = None) -> dict:
+    """Swap the analysts' read-only copy of the warehouse to this run's state."""
+    from crm360.warehouse import publish_read_only_copy
+
+    settings = settings or load_settings()
+    started = time.monotonic()
+    path = publish_read_only_copy(settings.warehouse, settings.published_warehouse)
+    return {"path": str(path), "seconds": round(time.monotonic() - started, 3)}
+
+
 def export_audiences(run_id: str, quality: dict, settings: Settings | None = None) -> dict:
     """Publish every audience; refuses to run unless the gate passed (or only warned)."""
     from activation.audiences import load_audiences

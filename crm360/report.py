@@ -57,6 +57,7 @@ def build_report(
     for task_id, key in (
         ("dbt_build", "dbt"),
         ("quality_gate", "quality"),
+        ("publish_marts", "published"),
         ("export_audiences", "exports"),
     ):
         result = pull(task_id)

@@ -25,6 +25,7 @@ class Settings:
     home: Path
     source_dir: Path
     warehouse: Path
+    published_warehouse: Path
     export_dir: Path
     dbt_project_dir: Path
     dbt_target_dir: Path
@@ -49,6 +50,9 @@ def load_settings() -> Settings:
         home=home,
         source_dir=_path("CRM360_SOURCE_DIR", home / "data" / "demo"),
         warehouse=_path("CRM360_WAREHOUSE", home / "warehouse" / "crm360.duckdb"),
+        published_warehouse=_path(
+            "CRM360_PUBLISHED_WAREHOUSE", home / "warehouse" / "published" / "crm360.duckdb"
+        ),
         export_dir=_path("CRM360_EXPORT_DIR", home / "exports"),
         dbt_project_dir=dbt_dir,
         dbt_target_dir=_path("CRM360_DBT_TARGET_DIR", dbt_dir / "target"),

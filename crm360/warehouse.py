@@ -1,7 +1,15 @@
-"""Opening the DuckDB warehouse file the same way everywhere (UTC session time zone)."""
+"""Opening the DuckDB warehouse the same way everywhere, and publishing its read-only copy.
+
+DuckDB allows one writing process per file, and a writer locks readers of other processes out.
+So analysts read a published copy: after a successful run the warehouse is checkpointed and
+copied next to the copy, then renamed over it in one step. A reader that has the old copy open
+goes on reading the old state; the next connection sees the new one; nobody sees a mix.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,3 +26,19 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("set TimeZone = 'UTC'")
     return con
+
+
+def publish_read_only_copy(warehouse: Path, published: Path) -> Path:
+    """Checkpoint the warehouse and swap a copy of it in at `published` atomically."""
+    with connect(warehouse) as con:
+        con.execute("checkpoint")
+    published.parent.mkdir(parents=True, exist_ok=True)
+    staging = published.with_name(f".{published.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(warehouse, staging)
+        with connect(staging, read_only=True) as con:  # a copy that does not open is not published
+            con.execute("select count(*) from information_schema.tables").fetchone()
+        os.replace(staging, published)
+    finally:
+        staging.unlink(missing_ok=True)
+    return published

@@ -14,6 +14,8 @@ Expectations, and only then publish the audience files for marketing tools.
   and the previous exports stay as they were.
 - Tasks that write the warehouse run one after another and in the one-slot pool
   `warehouse_writer` (DuckDB allows one writer).
+- `publish_marts` swaps the analysts' read-only copy (warehouse/published/) to this run's
+  state, only after the gate passed.
 - `run_report` runs after every run, failed or not, and stores `ops.run_reports`.
 - A failed task is logged and, when `CRM360_ALERT_WEBHOOK` is set, posted to that webhook.
 - Paths come from `CRM360_*` environment variables (see README, Settings).
@@ -73,7 +75,13 @@ def crm360_daily():
         return pipeline.check_quality(_run_id())
 
     @task
-    def export_audiences(quality: dict) -> list[dict]:
+    def publish_marts() -> dict:
+        from crm360 import pipeline
+
+        return pipeline.publish_marts()
+
+    @task
+    def export_audiences(quality: dict) -> dict:
         from crm360 import pipeline
 
         return pipeline.export_audiences(_run_id(), quality)
@@ -97,8 +105,7 @@ def crm360_daily():
     marts = dbt_build()
     chain(*loads, marts)
     quality = quality_gate()
-    marts >> quality
-    export_audiences(quality) >> run_report()
+    marts >> quality >> publish_marts() >> export_audiences(quality) >> run_report()
 
 
 crm360_daily()

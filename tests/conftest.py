@@ -30,6 +30,7 @@ def make_settings(root: Path) -> Settings:
         home=PROJECT_ROOT,
         source_dir=root / "sources",
         warehouse=root / "warehouse" / "crm360.duckdb",
+        published_warehouse=root / "warehouse" / "published" / "crm360.duckdb",
         export_dir=root / "exports",
         dbt_target_dir=root / "dbt_target",
         gx_dir=gx_dir,

@@ -224,6 +224,15 @@ def test_dormant_audience_file_and_manifest(demo_run):
     }
 
 
+def test_published_copy_holds_the_run(demo_run):
+    settings, _, _ = demo_run
+    query = "select count(*), sum(total_revenue) from marts.customer_360"
+    with connect(settings.warehouse, read_only=True) as con:
+        live = con.execute(query).fetchone()
+    with connect(settings.published_warehouse, read_only=True) as con:
+        assert con.execute(query).fetchone() == live
+
+
 def test_run_report_is_stored(demo_run):
     settings, counts, _ = demo_run
     with connect(settings.warehouse, read_only=True) as con:
@@ -274,6 +283,7 @@ def test_critical_failure_blocks_export_and_keeps_previous_files(demo_run):
         writer.writeheader()
         writer.writerows(rows)
 
+    published_before = settings.published_warehouse.read_bytes()
     ok, log_file = run_dag(settings, date(2026, 11, 2), airflow_home=root / "airflow")
 
     assert not ok
@@ -282,6 +292,9 @@ def test_critical_failure_blocks_export_and_keeps_previous_files(demo_run):
     assert "expect_column_values_to_match_regex on marts.customer_360.email" in log
     after = {p: p.read_bytes() for p in audience_dir.rglob("*") if p.is_file()}
     assert after == before
+    assert (
+        settings.published_warehouse.read_bytes() == published_before
+    )  # analysts keep the last good state
     with connect(settings.warehouse, read_only=True) as con:
         failed = con.execute(
             "select count(*) from quality.validation_results "

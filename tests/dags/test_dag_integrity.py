@@ -14,7 +14,9 @@ EXPECTED_EDGES = {
         *{(f"ingest_{a}", f"ingest_{b}") for a, b in zip(INGEST, INGEST[1:], strict=False)},
         ("ingest_spend", "dbt_build"),
         ("dbt_build", "quality_gate"),
+        ("quality_gate", "publish_marts"),
         ("quality_gate", "export_audiences"),
+        ("publish_marts", "export_audiences"),
         ("export_audiences", "run_report"),
     },
 }
