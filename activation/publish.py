@@ -13,7 +13,6 @@ export and pointer exactly as they were.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from activation.audiences import Audience
+from crm360.fileio import sha256_of, write_atomic
 
 if TYPE_CHECKING:
     import duckdb
@@ -33,18 +33,8 @@ def run_folder_name(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def audience_query(audience: Audience) -> str:
@@ -80,7 +70,7 @@ def publish_audience(
                 "format": "csv",
                 "encoding": "utf-8",
                 "rows": frame.height,
-                "sha256": _sha256(csv_path),
+                "sha256": sha256_of(csv_path),
             }
         )
     manifest = {

@@ -8,7 +8,6 @@ fewest errors, and a row holding bytes invalid in that encoding is quarantined, 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -17,6 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crm360.fileio import sha256_of
 from ingestion.contracts import ContractError, ObjectContract
 from ingestion.raw import LoadResult, StateUpdate, load_object
 
@@ -60,14 +60,6 @@ def discover(source_dir: Path, pattern: str, as_of: date | None) -> list[SourceF
         if as_of is None or dated is None or dated < as_of:
             found.append(SourceFile(path, relative, dated))
     return sorted(found, key=lambda f: (f.file_date or date.min, f.name))
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def decode(data: bytes, encodings: tuple[str, ...], where: str) -> tuple[str, str]:

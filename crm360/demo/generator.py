@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from crm360.fileio import write_atomic
+
 log = logging.getLogger(__name__)
 
 JST = timezone(timedelta(hours=9))
@@ -262,12 +264,6 @@ def _write_truth(world: World) -> None:
         world.path("_truth/injected_bad_rows.json"),
         (json.dumps(world.injected, indent=2, sort_keys=True) + "\n").encode("utf-8"),
     )
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def csv_bytes(header: list[str], rows: list, encoding: str = "utf-8") -> bytes:

@@ -19,8 +19,8 @@ from crm360.demo.generator import (
     csv_bytes,
     iso_jst,
     person_email,
-    write_atomic,
 )
+from crm360.fileio import write_atomic
 
 WEB_DAYS = 30
 EVENTS_PER_PERSON = 20
