@@ -4,6 +4,12 @@ Used by every source that arrives as files (CRM CSV exports, web event partition
 events, social mentions, marketing spend). Reading is polars' native CSV / NDJSON / Parquet
 reader; the encoding of a CSV is the first of the contract's encodings that decodes it with the
 fewest errors, and a row holding bytes invalid in that encoding is quarantined, not dropped.
+
+Why polars and not DuckDB's readers, measured on the 100k-person demo (2 cores), every column
+read as text: CSV, 441,870 e-mail events in 68 files, polars 0.15 s, DuckDB read_csv 2.37 s
+(DuckDB sniffs each file). JSON lines, 1.93M web events in 29 files, polars 4.9 s, DuckDB
+read_json 10.3 s when it detects the keys of every row; DuckDB is faster (1.4 s) only with a
+fixed column list, which would silently drop a column the source adds.
 """
 
 from __future__ import annotations
