@@ -25,7 +25,6 @@ def airflow_env(settings: Settings, airflow_home: Path | None = None) -> dict[st
         "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get(
             "AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"
         ),
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "CRM360_HOME": str(settings.home),
         "CRM360_SOURCE_DIR": str(settings.source_dir),
         "CRM360_WAREHOUSE": str(settings.warehouse),

@@ -16,6 +16,11 @@ from crm360.warehouse import connect
 log = logging.getLogger(__name__)
 
 
+def _seconds_since(started: float) -> float:
+    """Wall seconds of a step, as the run report shows them."""
+    return round(time.monotonic() - started, 3)
+
+
 def ingest_source(
     source: str, run_id: str, as_of: datetime, settings: Settings | None = None
 ) -> dict:
@@ -29,7 +34,7 @@ def ingest_source(
     return {
         "source": source,
         "loads": [r.as_dict() for r in results],
-        "seconds": round(time.monotonic() - started, 3),
+        "seconds": _seconds_since(started),
     }
 
 
@@ -41,7 +46,7 @@ def build_marts(as_of: date, settings: Settings | None = None) -> dict:
     dbt_vars = {"as_of_date": as_of.isoformat(), "dormant_days": settings.dormant_days}
     started = time.monotonic()
     summary = run_dbt(settings, ["build"], dbt_vars)
-    return {**summary, "seconds": round(time.monotonic() - started, 3)}
+    return {**summary, "seconds": _seconds_since(started)}
 
 
 def check_quality(run_id: str, settings: Settings | None = None) -> dict:
@@ -51,7 +56,7 @@ def check_quality(run_id: str, settings: Settings | None = None) -> dict:
     settings = settings or load_settings()
     started = time.monotonic()
     summary = run_gate(settings, run_id).summary()
-    return {**summary, "seconds": round(time.monotonic() - started, 3)}
+    return {**summary, "seconds": _seconds_since(started)}
 
 
 def publish_marts(settings: Settings | None = None) -> dict:
@@ -61,7 +66,7 @@ def publish_marts(settings: Settings | None = None) -> dict:
     settings = settings or load_settings()
     started = time.monotonic()
     path = publish_read_only_copy(settings.warehouse, settings.published_warehouse)
-    return {"path": str(path), "seconds": round(time.monotonic() - started, 3)}
+    return {"path": str(path), "seconds": _seconds_since(started)}
 
 
 def export_audiences(run_id: str, quality: dict, settings: Settings | None = None) -> dict:
@@ -79,7 +84,7 @@ def export_audiences(run_id: str, quality: dict, settings: Settings | None = Non
             publish_audience(con, audience, settings.export_dir, run_id, quality)
             for audience in load_audiences()
         ]
-    return {"audiences": audiences, "seconds": round(time.monotonic() - started, 3)}
+    return {"audiences": audiences, "seconds": _seconds_since(started)}
 
 
 def report_run(

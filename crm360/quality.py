@@ -148,13 +148,11 @@ def run_gate(settings: Settings, run_id: str, raise_on_failure: bool = True) -> 
 
     context = gx.get_context(mode="file", context_root_dir=str(settings.gx_dir))
     outcomes: list[ExpectationOutcome] = []
+    tables = _checkpoint_tables(settings.gx_dir)
     with connect(settings.warehouse, read_only=True) as con:
-        frames = {
-            name: con.sql(f"select * from {table}").df()
-            for name, table in _checkpoint_tables(settings.gx_dir).items()
-        }
+        frames = {name: con.sql(f"select * from {table}").df() for name, table in tables.items()}
     for name, frame in frames.items():
-        table = _checkpoint_tables(settings.gx_dir)[name]
+        table = tables[name]
         log.info("validating %s (%d rows) with checkpoint %s", table, len(frame), name)
         checkpoint = context.checkpoints.get(name)
         result = checkpoint.run(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from crm360.fileio import sha256_of
 from ingestion.contracts import ContractError, ObjectContract
-from ingestion.raw import LoadResult, StateUpdate, load_object
+from ingestion.raw import LoadResult, StateUpdate, ensure_raw_schema, load_object
 
 if TYPE_CHECKING:
     import duckdb
@@ -172,8 +172,6 @@ def load_files(
 ) -> list[LoadResult]:
     """Load every matching file not loaded before with the same content."""
     import polars as pl
-
-    from ingestion.raw import ensure_raw_schema
 
     ensure_raw_schema(con)
     seen = set(
