@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sqlite3
 import sys
 import time
@@ -124,11 +125,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reset_demo_state(settings: Settings) -> None:
+    """The demo always starts from nothing: its sources, warehouse, analysts' copy and exports
+    of an earlier demo are removed (the raw layer is append-only and would keep old rows)."""
+    for path in (settings.source_dir, settings.export_dir):
+        if path.is_dir():
+            shutil.rmtree(path)
+    for db in (settings.warehouse, settings.published_warehouse):
+        for path in (db, db.with_name(db.name + ".wal")):
+            path.unlink(missing_ok=True)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from crm360.demo.generator import generate_demo
 
     settings = load_settings()
     started = time.monotonic()
+    _reset_demo_state(settings)
     print(f"Generating demo sources for {args.customers:,} people in {settings.source_dir} ...")
     counts = generate_demo(
         settings.source_dir, customers=args.customers, seed=args.seed, as_of=DEMO_AS_OF

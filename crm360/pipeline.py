@@ -38,15 +38,37 @@ def ingest_source(
     }
 
 
-def build_marts(as_of: date, settings: Settings | None = None) -> dict:
-    """`dbt build` (seeds, models, data tests and unit tests) as of the given date."""
+def _dbt_build(selection: list[str], as_of: date, settings: Settings | None) -> dict:
     from crm360.dbt import run_dbt
 
     settings = settings or load_settings()
     dbt_vars = {"as_of_date": as_of.isoformat(), "dormant_days": settings.dormant_days}
     started = time.monotonic()
-    summary = run_dbt(settings, ["build"], dbt_vars)
+    summary = run_dbt(settings, ["build", *selection], dbt_vars)
     return {**summary, "seconds": _seconds_since(started)}
+
+
+def build_staging(as_of: date, settings: Settings | None = None) -> dict:
+    """`dbt build` of the staging models (and their tests): what identity resolution reads."""
+    return _dbt_build(["--select", "tag:staging"], as_of, settings)
+
+
+def resolve_identities(as_of: date, run_id: str, settings: Settings | None = None) -> dict:
+    """Link every source record to a stable customer id (writes the `identity` schema)."""
+    from crm360.identity import load_config, resolve
+
+    settings = settings or load_settings()
+    config = load_config(settings.identity_config)
+    started = time.monotonic()
+    with connect(settings.warehouse) as con:
+        summary = resolve(con, as_of, run_id, config)
+    return {**summary, "seconds": _seconds_since(started)}
+
+
+def build_marts(as_of: date, settings: Settings | None = None) -> dict:
+    """`dbt build` of everything after staging (seeds, models, snapshots, data and unit tests)
+    as of the given date."""
+    return _dbt_build(["--exclude", "tag:staging"], as_of, settings)
 
 
 def check_quality(run_id: str, settings: Settings | None = None) -> dict:

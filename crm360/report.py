@@ -55,6 +55,8 @@ def build_report(
         stages[f"ingest_{source}"] = result["seconds"]
     report["sources"] = ingested
     for task_id, key in (
+        ("dbt_staging", "dbt_staging"),
+        ("resolve_identities", "identity"),
         ("dbt_build", "dbt"),
         ("quality_gate", "quality"),
         ("publish_marts", "published"),
@@ -103,6 +105,13 @@ def format_report(report: dict) -> str:
         lines.append(
             f"  {source:<10}{counts['rows_read']:>12,}{counts['rows_loaded']:>12,}"
             f"{counts['rows_quarantined']:>13,}{seconds:>9.1f}"
+        )
+    if "identity" in report:
+        ident = report["identity"]
+        lines.append(
+            f"  identity: {ident['linked_records']:,} records -> {ident['customers']:,} customers "
+            f"({ident['probabilistic_links']:,} linked by Splink; {ident['merges']} merged, "
+            f"{ident['splits']} split, {ident['unlinkable_records']:,} unlinkable records)"
         )
     for name, rows in report["marts"].items():
         lines.append(f"  mart {name}: {rows:,} rows")

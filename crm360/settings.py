@@ -31,6 +31,7 @@ class Settings:
     dbt_target_dir: Path
     gx_dir: Path
     dormant_days: int
+    identity_config: Path
 
     def dbt_env(self) -> dict[str, str]:
         """Environment for a dbt subprocess: the profile reads the warehouse path from it."""
@@ -58,4 +59,5 @@ def load_settings() -> Settings:
         dbt_target_dir=_path("CRM360_DBT_TARGET_DIR", dbt_dir / "target"),
         gx_dir=_path("CRM360_GX_DIR", home / "expectations"),
         dormant_days=int(os.environ.get("CRM360_DORMANT_DAYS", "180")),
+        identity_config=_path("CRM360_IDENTITY_CONFIG", home / "config" / "identity.yml"),
     )

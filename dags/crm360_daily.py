@@ -3,7 +3,8 @@
 
 **Purpose.** The daily customer-360 build: load every source system (CRM, shop database,
 helpdesk API, web analytics, e-mail, social, marketing spend) into the DuckDB `raw` schema,
-build the staging, identity and mart models with dbt, validate the marts with Great
+build the staging models with dbt, resolve identities (one stable customer id per person:
+deterministic rules, then Splink), build the mart models with dbt, validate the marts with Great
 Expectations, and only then publish the audience files for marketing tools.
 
 **Notes.**
@@ -67,6 +68,19 @@ def crm360_daily():
         return pipeline.ingest_source(source, _run_id(), as_of)
 
     @task
+    def dbt_staging() -> dict:
+        from crm360 import pipeline
+
+        return pipeline.build_staging(get_current_context()["data_interval_end"].date())
+
+    @task
+    def resolve_identities() -> dict:
+        from crm360 import pipeline
+
+        as_of = get_current_context()["data_interval_end"].date()
+        return pipeline.resolve_identities(as_of, _run_id())
+
+    @task
     def dbt_build() -> dict:
         from crm360 import pipeline
 
@@ -107,7 +121,7 @@ def crm360_daily():
     # one writer at a time: the sources load one after another, then dbt
     loads = [ingest.override(task_id=f"ingest_{source}")(source) for source in SOURCES]
     marts = dbt_build()
-    chain(*loads, marts)
+    chain(*loads, dbt_staging(), resolve_identities(), marts)
     quality = quality_gate()
     marts >> quality >> publish_marts() >> export_audiences(quality) >> run_report()
 

@@ -224,6 +224,8 @@ class World:
     truth: list[tuple[str, str, int]] = field(default_factory=list)
     injected: dict[str, dict[str, int]] = field(default_factory=dict)
     shop_id_of: dict[int, int] = field(default_factory=dict)  # person -> shop customer id
+    # identity noise has its own stream, so adding a kind of noise leaves the rest unchanged
+    noise: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def inject(self, obj: str, kind: str, count: int = 1) -> None:
         kinds = self.injected.setdefault(obj, {})
@@ -247,6 +249,8 @@ def generate_demo(
     rng = np.random.default_rng(seed)
     end = int(datetime.combine(as_of, datetime.min.time(), tzinfo=JST).timestamp())
     world = World(rng, out_dir, as_of, end, _people(rng, customers, end))
+    world.noise = np.random.default_rng([seed, 7])
+    _households(world)
     counts = {"crm_contacts": _write_crm(world)}
     counts.update(_write_shop(world))
     counts.update(touchpoints.write_all(world))
@@ -300,6 +304,23 @@ def _people(rng: np.random.Generator, n: int, end: int) -> dict[str, np.ndarray]
     }
 
 
+def _households(world: World) -> None:
+    """About 2% of people live with the person before them: same surname, postal code and a
+    shared landline. They are different people, which identity resolution must not merge."""
+    people = world.people
+    n = len(people["has_crm"])
+    family = np.flatnonzero(world.noise.random(n) < 0.02)
+    family = family[family > 0]
+    for key in ("surname", "postal", "prefecture"):
+        people[key][family] = people[key][family - 1]
+    people["age_days"] = world.noise.integers(18 * 365, 80 * 365, n)
+    landline = world.noise.integers(10**7, 10**8, n)
+    people["landline"] = np.where(np.isin(np.arange(n), family), 0, landline)
+    people["landline"][family - 1] = landline[family - 1]
+    people["landline"][family] = landline[family - 1]
+    people["family"] = np.isin(np.arange(n), np.concatenate([family, family - 1]))
+
+
 def person_email(people: dict, i: int) -> str:
     given = GIVEN_NAMES[people["given"][i]][2]
     surname = SURNAMES[people["surname"][i]][2]
@@ -320,6 +341,11 @@ def _phone(people: dict, i: int, style: float) -> str:
     if style < 0.40:
         return f"0{mobile}{digits}"
     return f"0{mobile}-{digits[:4]}-{digits[4:]}"
+
+
+def _landline(people: dict, i: int) -> str:
+    digits = f"{people['landline'][i]:08d}"
+    return f"03-{digits[:4]}-{digits[4:]}"
 
 
 def _postal(code: int, style: float) -> str:
@@ -352,7 +378,7 @@ def _contact_row(world: World, i: int, styles: np.ndarray, extra: dict) -> list:
     return [
         f"C{i + 1:07d}", surname[0], given[0], surname[1], given[1],
         _noisy_email(extra.get("email") or person_email(people, i), styles[0]),
-        _phone(people, i, styles[1]),
+        _landline(people, i) if people["family"][i] else _phone(people, i, styles[1]),
         _postal(people["postal"][i], styles[2]),
         PREFECTURES[people["prefecture"][i]][0],
         extra["birth"],
@@ -371,7 +397,7 @@ def _write_crm(world: World) -> int:
     index = np.flatnonzero(people["has_crm"])
     n = len(index)
     styles = rng.random((n, 3))
-    ages = rng.integers(18 * 365, 80 * 365, n)
+    age = people["age_days"][index]
     no_birth = rng.random(n) < 0.10
     opt_in = rng.random(n) < 0.70
     dnc = rng.random(n) < 0.03
@@ -390,7 +416,7 @@ def _write_crm(world: World) -> int:
         world.truth.append(("crm", f"C{i + 1:07d}", int(i)))
         extra = {
             "business": business[row],
-            "birth": "" if no_birth[row] else str(world.as_of - timedelta(days=int(ages[row]))),
+            "birth": "" if no_birth[row] else str(world.as_of - timedelta(days=int(age[row]))),
             "opt_in": opt_in[row], "dnc": dnc[row], "deletion": deletion[row],
             "created": created_iso[row], "updated": updated_iso[row],
         }  # fmt: skip
@@ -467,6 +493,25 @@ def _products(rng: np.random.Generator) -> list[tuple]:
     return rows
 
 
+def _shop_phone_and_email(
+    people: dict, i: int, email: str, noise: np.ndarray, carries_id: bool
+) -> tuple[str, str]:
+    """The phone (and junk e-mails) of a shop account: a new number for second identities,
+    the family landline, placeholders a shop counter types in."""
+    phone = f"0{people['mobile'][i]}-{people['phone_digits'][i]:08d}"
+    if noise[0] < 0.08 and not carries_id:
+        phone = f"080-{(people['phone_digits'][i] * 7 + 13) % 10**8:08d}"  # a new number
+    elif people["family"][i] and noise[1] < 0.5:
+        phone = _landline(people, i)
+    if noise[2] < 0.010:
+        phone = "000-0000-0000"
+    if 0.010 <= noise[2] < 0.015:
+        email = "test@example.com"
+    elif 0.015 <= noise[2] < 0.018:
+        email = "null"
+    return phone, email
+
+
 def _shop_customers(world: World) -> tuple[list[tuple], np.ndarray]:
     rng, people = world.rng, world.people
     persons = np.flatnonzero(people["has_shop"])
@@ -482,28 +527,33 @@ def _shop_customers(world: World) -> tuple[list[tuple], np.ndarray]:
     created = people["created"][persons] + rng.integers(0, 30 * DAY, m)
     created = np.minimum(created, world.end - 2 * DAY)
     created_iso = iso_jst(created)
+    # identity noise: a second identity only a probabilistic match can tie (another e-mail and
+    # a new phone), placeholder and junk values that must never link people, kana typos
+    noise = world.noise.random((m, 4))
     rows = []
     for k, i in enumerate(persons):
         surname, given = SURNAMES[people["surname"][i]], GIVEN_NAMES[people["given"][i]]
         if people["has_crm"][i]:
             contact_id = f"C{i + 1:07d}" if carries_id[k] else None
             email = person_email(people, i)
-            if other_email[k] and not carries_id[k]:
+            if (other_email[k] or noise[k, 0] < 0.08) and not carries_id[k]:
                 email = f"{given[2]}.work{i}@corp.example.jp"
             elif case_noise[k] < 0.3:
                 email = email.capitalize()
         else:
             contact_id = None
             email = f"guest{i}@example.net"
+        phone, email = _shop_phone_and_email(people, i, email, noise[k], carries_id[k])
         kana = f"{surname[1]} {given[1]}"
-        birth = (world.as_of - timedelta(days=int(20 * 365 + i % 9000))).isoformat()
+        if noise[k, 3] < 0.05:  # a long vowel typed as a bar: サトウ -> サトー
+            kana = kana.replace("ウ ", "ー ", 1)
+        birth = (world.as_of - timedelta(days=int(people["age_days"][i]))).isoformat()
         rows.append((
             k + 1, contact_id, email,
             f"{SURNAME_VARIANTS.get(surname[0], surname[0]) if variant[k] else surname[0]}"
             f"{'　' if full_width_space[k] else ' '}{given[0]}",
             to_halfwidth_kana(kana) if half_kana[k] else kana,
-            f"0{people['mobile'][i]}-{people['phone_digits'][i]:08d}",
-            f"{people['postal'][i]:07d}", PREFECTURES[people["prefecture"][i]][0],
+            phone, f"{people['postal'][i]:07d}", PREFECTURES[people["prefecture"][i]][0],
             birth if gives_birth[k] else None,
             str(channel[k]), created_iso[k], created_iso[k],
         ))  # fmt: skip

@@ -74,7 +74,8 @@ def _write_support(world: World) -> int:
             updated = resolved or created + int(rng.integers(0, 3600))
             updated = min(updated, end - 1)
             category = categories[int(rng.integers(0, len(categories)))]
-            email = person_email(people, i)
+            # people without a CRM record write from the e-mail of their shop account
+            email = person_email(people, i) if people["has_crm"][i] else f"guest{i}@example.net"
             ticket_id = f"T{len(tickets) + 1:08d}"
             stamps = iso_jst(np.array([created, resolved or created, updated]))
             tickets.append({

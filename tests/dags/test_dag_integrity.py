@@ -12,7 +12,9 @@ INGEST = ["crm", "shop", "support", "web", "email", "social", "spend"]
 EXPECTED_EDGES = {
     "crm360_daily": {
         *{(f"ingest_{a}", f"ingest_{b}") for a, b in zip(INGEST, INGEST[1:], strict=False)},
-        ("ingest_spend", "dbt_build"),
+        ("ingest_spend", "dbt_staging"),
+        ("dbt_staging", "resolve_identities"),
+        ("resolve_identities", "dbt_build"),
         ("dbt_build", "quality_gate"),
         ("quality_gate", "publish_marts"),
         ("quality_gate", "export_audiences"),

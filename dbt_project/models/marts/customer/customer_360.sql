@@ -1,17 +1,14 @@
--- One row per customer: profile and consent (CRM first, shop account as fallback) and order
--- history as of the run's date.
+-- One row per customer: the golden profile and consent (survivorship rules in
+-- int_customers__golden), order history and the subscription, return, support, web, e-mail and
+-- social summaries (int_customer__*), as of the run's date.
 with
 
 identity as (
     select * from {{ ref('int_customers__linked') }}
 ),
 
-contacts as (
-    select * from {{ ref('stg_crm__contacts') }}
-),
-
-shop_customers as (
-    select * from {{ ref('stg_shop__customers') }}
+golden as (
+    select * from {{ ref('int_customers__golden') }}
 ),
 
 orders as (
@@ -19,14 +16,32 @@ orders as (
     where ordered_at < {{ as_of_date() }}
 ),
 
-customer_records as (
-    select
-        customer_id,
-        max(case when source = 'crm' then source_key end) as contact_id,
-        min(case when source = 'shop' then cast(source_key as bigint) end) as shop_customer_id,
-        count(*) filter (where source = 'shop') as shop_account_count,
-    from identity
-    group by 1
+subscriptions as (
+    select * from {{ ref('int_customer__subscription_summary') }}
+),
+
+returns as (
+    select * from {{ ref('int_customer__return_summary') }}
+),
+
+support as (
+    select * from {{ ref('int_customer__support_summary') }}
+),
+
+web as (
+    select * from {{ ref('int_customer__web_summary') }}
+),
+
+email as (
+    select * from {{ ref('int_customer__email_summary') }}
+),
+
+social as (
+    select * from {{ ref('int_customer__social_summary') }}
+),
+
+customers as (
+    select distinct customer_id from identity
 ),
 
 order_history as (
@@ -47,29 +62,29 @@ order_history as (
 
 profiles as (
     select
-        customer_records.customer_id,
-        customer_records.contact_id,
-        customer_records.shop_customer_id,
-        customer_records.shop_account_count,
-        coalesce(
-            nullif(concat_ws(' ', contacts.last_name, contacts.first_name), ''),
-            shop_customers.full_name
-        ) as full_name,
-        nullif(concat_ws(' ', contacts.last_name_kana, contacts.first_name_kana), '') as full_name_kana,
-        coalesce(contacts.email, shop_customers.email) as email,
-        coalesce(contacts.phone_e164, shop_customers.phone_e164) as phone_e164,
-        contacts.postal_code,
-        contacts.prefecture,
-        contacts.birth_date,
-        -- consent is only ever given in the CRM: a shop-only customer has none
-        coalesce(contacts.is_email_opted_in, false) as is_email_opted_in,
-        coalesce(contacts.is_do_not_contact, false) as is_do_not_contact,
-        least(contacts.created_at, shop_customers.created_at) as first_seen_at,
-    from customer_records
-    left join contacts
-        on customer_records.contact_id = contacts.contact_id
-    left join shop_customers
-        on customer_records.shop_customer_id = shop_customers.shop_customer_id
+        customers.customer_id,
+        golden.contact_id,
+        golden.shop_customer_id,
+        coalesce(golden.shop_account_count, 0) as shop_account_count,
+        golden.full_name,
+        golden.full_name_kana,
+        golden.email,
+        golden.phone_e164,
+        golden.postal_code,
+        golden.prefecture,
+        golden.birth_date,
+        golden.company_name,
+        golden.industry,
+        coalesce(golden.is_business, false) as is_business,
+        golden.first_seen_at,
+        -- consent (survivorship: an opt-out anywhere wins; no CRM record, no consent)
+        coalesce(golden.is_email_opted_in, false) as is_email_opted_in,
+        coalesce(golden.has_unsubscribed, false) as has_unsubscribed,
+        coalesce(golden.is_do_not_contact, false) as is_do_not_contact,
+        coalesce(golden.is_deletion_requested, false) as is_deletion_requested,
+    from customers
+    left join golden
+        on customers.customer_id = golden.customer_id
 ),
 
 final as (
@@ -88,11 +103,16 @@ final as (
         profiles.postal_code,
         profiles.prefecture,
         profiles.birth_date,
+        profiles.company_name,
+        profiles.industry,
+        profiles.is_business,
         profiles.first_seen_at,
 
         -- consent
         profiles.is_email_opted_in,
+        profiles.has_unsubscribed,
         profiles.is_do_not_contact,
+        profiles.is_deletion_requested,
         coalesce(regexp_full_match(profiles.email, '[^@\s]+@[^@\s]+\.[^@\s]+'), false) as has_valid_email,
         coalesce(regexp_full_match(profiles.email, '[^@\s]+@[^@\s]+\.[^@\s]+'), false)
             and profiles.is_email_opted_in
@@ -114,10 +134,55 @@ final as (
             and {{ as_of_date() }} - cast(order_history.last_ordered_at as date) > {{ var('dormant_days') }}
             as is_dormant,
 
+        -- subscriptions (定期購入)
+        coalesce(subscriptions.active_subscription_count, 0) as active_subscription_count,
+        coalesce(subscriptions.has_active_subscription, false) as has_active_subscription,
+        subscriptions.subscription_tenure_days,
+        coalesce(subscriptions.cancelled_subscription_count, 0) as cancelled_subscription_count,
+
+        -- returns
+        coalesce(returns.return_count, 0) as return_count,
+        coalesce(returns.refunded_amount, 0) as refunded_amount,
+
+        -- support
+        coalesce(support.support_ticket_count, 0) as support_ticket_count,
+        coalesce(support.open_support_ticket_count, 0) as open_support_ticket_count,
+        support.avg_csat_score,
+        support.last_inquiry_at,
+
+        -- web
+        coalesce(web.web_session_count, 0) as web_session_count,
+        web.last_web_visit_at,
+        web.top_viewed_categories,
+
+        -- e-mail (has_unsubscribed is with consent above)
+        coalesce(email.email_send_count, 0) as email_send_count,
+        email.email_open_rate,
+        email.email_click_rate,
+        coalesce(email.has_hard_bounced, false) as has_hard_bounced,
+
+        -- social
+        coalesce(social.social_mention_count, 0) as social_mention_count,
+        social.avg_sentiment_score,
+        coalesce(social.referred_customer_count, 0) as referred_customer_count,
+        coalesce(social.referred_customer_revenue, 0) as referred_customer_revenue,
+
         {{ as_of_date() }} as as_of_date,
     from profiles
     left join order_history
         on profiles.customer_id = order_history.customer_id
+    left join subscriptions
+        on profiles.customer_id = subscriptions.customer_id
+    left join returns
+        on profiles.customer_id = returns.customer_id
+    left join support
+        on profiles.customer_id = support.customer_id
+    left join web
+        on profiles.customer_id = web.customer_id
+    left join email
+        on profiles.customer_id = email.customer_id
+    left join social
+        on profiles.customer_id = social.customer_id
 )
 
 select * from final
