@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from conftest import make_settings
@@ -22,8 +22,6 @@ DAY2 = DAY1 + timedelta(days=1)
 
 
 def run_day(settings, day, run_id):
-    from datetime import UTC, datetime, time
-
     as_of = datetime.combine(day, time(), tzinfo=UTC)
     for source in SOURCES:
         pipeline.ingest_source(source, run_id, as_of, settings)

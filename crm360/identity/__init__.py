@@ -88,12 +88,10 @@ def _blocked(con: duckdb.DuckDBPyConnection, config: IdentityConfig) -> list[tup
             """,
             [limit, id_type, limit],
         ).fetchall()
-    seen, unique = set(), []
+    first_reason: dict[tuple, tuple] = {}
     for row in rows:
-        if row[:2] not in seen:
-            seen.add(row[:2])
-            unique.append(row)
-    return unique
+        first_reason.setdefault(row[:2], row)
+    return list(first_reason.values())
 
 
 def _deterministic_links(
@@ -107,8 +105,7 @@ def _deterministic_links(
     rows = con.execute(
         f"""
         with usable as (
-            select * from id_identifiers
-            anti join id_blocked using (id_type, id_value)
+            select * from id_usable
         ),
         hubs as (
             select id_type, id_value, min(idx) as hub,
@@ -177,8 +174,7 @@ def _limited_values(con, config: IdentityConfig) -> dict[int, dict[str, set[str]
     if not types:
         return values
     for idx, id_type, id_value in con.execute(
-        "select idx, id_type, id_value from id_identifiers anti join id_blocked "
-        "using (id_type, id_value) where list_contains(?, id_type)",
+        "select idx, id_type, id_value from id_usable where list_contains(?, id_type)",
         [types],
     ).fetchall():
         values.setdefault(idx, {}).setdefault(id_type, set()).add(id_value)
@@ -197,6 +193,10 @@ def resolve(
                 "reason varchar)")  # fmt: skip
     if blocked:
         con.executemany("insert into id_blocked values (?, ?, ?)", blocked)
+    con.execute(
+        "create or replace temp table id_usable as "
+        "select * from id_identifiers anti join id_blocked using (id_type, id_value)"
+    )
     record_ids = [r[0] for r in con.execute("select record_id from id_records order by idx")
                   .fetchall()]  # fmt: skip
     index = {r: i for i, r in enumerate(record_ids)}
@@ -210,9 +210,7 @@ def resolve(
     clusters = build_clusters(n, links, _limited_values(con, config), config.max_per_cluster)
     clusters.rejected[:0] = refused
 
-    has_identifier = {r for (r,) in con.execute(
-        "select distinct idx from id_identifiers anti join id_blocked using (id_type, id_value)"
-    ).fetchall()}  # fmt: skip
+    has_identifier = {r for (r,) in con.execute("select distinct idx from id_usable").fetchall()}
     members: dict[int, list[int]] = {}
     for idx, root in enumerate(clusters.root_of):
         members.setdefault(root, []).append(idx)
@@ -227,19 +225,14 @@ def resolve(
     assignment = assign_ids(customer_clusters, record_ids, previous, first_seen, rules)
 
     summary = _write(con, as_of, run_id, record_ids, clusters, customer_clusters, assignment,
-                     blocked, match)  # fmt: skip
-    summary["seconds"] = round(time.monotonic() - started, 3)
+                     match, started)  # fmt: skip
     summary["probabilistic_matching"] = "ran" if probabilistic_ran else "skipped"
-    con.execute(
-        "update identity.resolution_runs set seconds = ? where run_id = ? and as_of_date = ?",
-        [summary["seconds"], run_id, as_of],
-    )
     log.info("identity resolution: %s", summary)
     return summary
 
 
-def _write(con, as_of, run_id, record_ids, clusters, customer_clusters, assignment, blocked,
-           match) -> dict:  # fmt: skip
+def _write(con, as_of, run_id, record_ids, clusters, customer_clusters, assignment, match,
+           started) -> dict:  # fmt: skip
     import polars as pl
 
     sources = con.execute("select source, source_key from id_records order by idx").fetchall()
@@ -298,9 +291,11 @@ def _write(con, as_of, run_id, record_ids, clusters, customer_clusters, assignme
         con.execute(
             """
             create or replace table identity.blocked_identifiers as
-            select id_identifiers.source, split_part(id_identifiers.record_id, ':', 2) as
-                source_key, id_identifiers.record_id, id_type, id_value, id_blocked.reason,
-            from id_identifiers inner join id_blocked using (id_type, id_value)
+            select id_records.source, id_records.source_key, id_records.record_id,
+                id_type, id_value, id_blocked.reason,
+            from id_identifiers
+            inner join id_blocked using (id_type, id_value)
+            inner join id_records using (record_id)
             order by 3, 4
             """
         )
@@ -308,8 +303,7 @@ def _write(con, as_of, run_id, record_ids, clusters, customer_clusters, assignme
             """
             create or replace table identity.customer_identifiers as
             select graph.customer_id, ids.id_type, ids.id_value, ids.source, ids.record_id,
-            from id_identifiers as ids
-            anti join id_blocked using (id_type, id_value)
+            from id_usable as ids
             inner join identity.identity_graph as graph using (record_id)
             order by 1, 2, 3, 5
             """
@@ -318,13 +312,10 @@ def _write(con, as_of, run_id, record_ids, clusters, customer_clusters, assignme
             f"""
             create or replace table identity.unlinkable_records as
             with blocked_only as (
-                select id_records.record_id,
-                    string_agg(id_blocked.id_type || ' ' || id_blocked.id_value || ' ('
-                        || id_blocked.reason || ')', '; ' order by id_blocked.id_type)
-                        as blocked,
-                from id_records
-                inner join id_identifiers using (record_id)
-                inner join id_blocked using (id_type, id_value)
+                select record_id,
+                    string_agg(id_type || ' ' || id_value || ' (' || reason || ')', '; '
+                        order by id_type) as blocked,
+                from identity.blocked_identifiers
                 group by 1
             )
             select id_records.source, id_records.source_key, id_records.record_id,
@@ -385,16 +376,13 @@ def _write(con, as_of, run_id, record_ids, clusters, customer_clusters, assignme
             "merges": sum(c["change_type"] == "merge" for c in assignment.changes),
             "splits": sum(c["change_type"] == "split" for c in assignment.changes),
             "new_customers": len(assignment.new_ids),
+            "seconds": round(time.monotonic() - started, 3),
             "matching_seconds": match.seconds if match else 0.0,
         }  # fmt: skip
         con.execute(
             "insert into identity.resolution_runs values "
-            "(?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null, ?, ?)",
-            [run_id, as_of, *[summary[k] for k in (
-                "records", "customers", "linked_records", "unlinkable_records",
-                "blocked_values", "rejected_links", "probabilistic_pairs",
-                "probabilistic_links", "pairs_compared", "merges", "splits", "new_customers",
-                "matching_seconds")],
+            "(?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [run_id, as_of, *summary.values(),  # keys in the column order of the table
              json.dumps(match.parameters if match else None, default=str)],
         )  # fmt: skip
         con.execute("commit")

@@ -1,5 +1,6 @@
 -- One row per customer with social mentions or referrals before as_of_date: mentions and their
--- mean sentiment, the customers they referred and those customers' revenue.
+-- mean sentiment, the customers they referred (found by any e-mail the identity graph holds
+-- for them) and those customers' revenue.
 with
 
 identity as (
@@ -16,12 +17,8 @@ referrals as (
     where referred_at < {{ as_of_date() }}
 ),
 
-contacts as (
-    select * from {{ ref('stg_crm__contacts') }}
-),
-
-shop_customers as (
-    select * from {{ ref('stg_shop__customers') }}
+customer_identifiers as (
+    select * from {{ source('identity', 'customer_identifiers') }}
 ),
 
 orders as (
@@ -43,30 +40,13 @@ mention_stats as (
     group by 1
 ),
 
-customer_emails as (
-    select identity.customer_id, contacts.email,
-    from contacts
-    inner join identity
-        on identity.source = 'crm'
-        and identity.source_key = contacts.contact_id
-    where contacts.email is not null
-
-    union
-
-    select identity.customer_id, shop_customers.email,
-    from shop_customers
-    inner join identity
-        on identity.source = 'shop'
-        and identity.source_key = cast(shop_customers.shop_customer_id as varchar)
-    where shop_customers.email is not null
-),
-
 -- an address shared by several customers (a placeholder, a family) identifies no one
 email_owners as (
     select
-        email,
+        id_value as email,
         min(customer_id) as customer_id,
-    from customer_emails
+    from customer_identifiers
+    where id_type = 'email'
     group by 1
     having count(distinct customer_id) = 1
 ),

@@ -14,16 +14,15 @@ shop_customers as (
     select * from {{ ref('stg_shop__customers') }}
 ),
 
-email_events as (
-    select * from {{ ref('stg_email__events') }}
-    where occurred_at < {{ as_of_date() }}
+email_summary as (
+    select * from {{ ref('int_customer__email_summary') }}
 ),
 
 blocked as (
     select * from {{ source('identity', 'blocked_identifiers') }}
 ),
 
--- CRM and shop records side by side, placeholders (blocked identifiers) blanked out
+-- CRM and shop records side by side
 profile_records as (
     select
         linked.customer_id,
@@ -34,11 +33,8 @@ profile_records as (
         nullif(concat_ws(' ', contacts.last_name, contacts.first_name), '') as full_name,
         nullif(concat_ws(' ', contacts.last_name_kana, contacts.first_name_kana), '')
             as full_name_kana,
-        case when contacts.email not in (select id_value from blocked where id_type = 'email')
-            and regexp_full_match(contacts.email, '[^@\s]+@[^@\s]+\.[^@\s]+')
-            then contacts.email end as email,
-        case when contacts.phone_e164 not in (select id_value from blocked where id_type = 'phone')
-            then contacts.phone_e164 end as phone_e164,
+        contacts.email,
+        contacts.phone_e164,
         contacts.postal_code,
         contacts.prefecture,
         contacts.birth_date,
@@ -63,12 +59,8 @@ profile_records as (
         shop_customers.shop_customer_id,
         shop_customers.full_name,
         shop_customers.full_name_kana,
-        case when shop_customers.email not in (select id_value from blocked where id_type = 'email')
-            and regexp_full_match(shop_customers.email, '[^@\s]+@[^@\s]+\.[^@\s]+')
-            then shop_customers.email end as email,
-        case when shop_customers.phone_e164 not in
-            (select id_value from blocked where id_type = 'phone')
-            then shop_customers.phone_e164 end as phone_e164,
+        shop_customers.email,
+        shop_customers.phone_e164,
         shop_customers.postal_code,
         shop_customers.prefecture,
         shop_customers.birth_date,
@@ -85,12 +77,23 @@ profile_records as (
         on linked.source = 'shop' and linked.source_key = cast(shop_customers.shop_customer_id as varchar)
 ),
 
+-- placeholders (blocked identifiers) and malformed e-mails never survive
+usable_records as (
+    select
+        * replace (
+            case when email not in (select id_value from blocked where id_type = 'email')
+                and regexp_full_match(email, '[^@\s]+@[^@\s]+\.[^@\s]+')
+                then email end as email,
+            case when phone_e164 not in (select id_value from blocked where id_type = 'phone')
+                then phone_e164 end as phone_e164
+        ),
+    from profile_records
+),
+
 unsubscribed as (
-    select distinct linked.customer_id,
-    from email_events
-    inner join linked
-        on linked.source = 'crm' and linked.source_key = email_events.contact_id
-    where email_events.event_type = 'unsubscribe'
+    select customer_id,
+    from email_summary
+    where has_unsubscribed
 ),
 
 golden as (
@@ -119,7 +122,7 @@ golden as (
         bool_or(is_do_not_contact) as is_do_not_contact,
         bool_or(is_deletion_requested) as is_deletion_requested,
         min(created_at) as first_seen_at,
-    from profile_records
+    from usable_records
     group by 1
 ),
 

@@ -113,8 +113,9 @@ final as (
         profiles.has_unsubscribed,
         profiles.is_do_not_contact,
         profiles.is_deletion_requested,
-        coalesce(regexp_full_match(profiles.email, '[^@\s]+@[^@\s]+\.[^@\s]+'), false) as has_valid_email,
-        coalesce(regexp_full_match(profiles.email, '[^@\s]+@[^@\s]+\.[^@\s]+'), false)
+        -- the golden record keeps only well-formed, non-placeholder e-mails
+        profiles.email is not null as has_valid_email,
+        profiles.email is not null
             and profiles.is_email_opted_in
             and not profiles.is_do_not_contact as is_email_contactable,
 
