@@ -53,12 +53,9 @@ email_owners as (
 
 customer_revenue as (
     select
-        identity.customer_id,
-        sum(orders.revenue) as revenue,
+        customer_id,
+        sum(revenue) as revenue,
     from orders
-    inner join identity
-        on identity.source = 'shop'
-        and identity.source_key = cast(orders.shop_customer_id as varchar)
     group by 1
 ),
 

@@ -40,6 +40,7 @@ profile_records as (
         contacts.birth_date,
         contacts.company_name,
         contacts.industry,
+        null as acquisition_channel,
         contacts.is_email_opted_in,
         contacts.is_do_not_contact,
         contacts.is_deletion_requested,
@@ -66,6 +67,7 @@ profile_records as (
         shop_customers.birth_date,
         null as company_name,
         null as industry,
+        shop_customers.acquisition_channel,
         -- a shop account carries no marketing consent: it never opts anyone in
         null::boolean as is_email_opted_in,
         false as is_do_not_contact,
@@ -117,6 +119,9 @@ golden as (
         arg_max(prefecture, updated_at) filter (where prefecture is not null) as prefecture,
         max(company_name) as company_name,
         max(industry) as industry,
+        -- the channel that brought the customer: their first shop account's
+        arg_min(acquisition_channel, created_at) filter (where acquisition_channel is not null)
+            as acquisition_channel,
         -- consent: opted in only if the CRM says so and nothing anywhere says otherwise
         coalesce(bool_and(is_email_opted_in), false) as crm_email_opted_in,
         bool_or(is_do_not_contact) as is_do_not_contact,
@@ -142,6 +147,7 @@ final as (
         golden.company_name,
         golden.industry,
         golden.company_name is not null as is_business,
+        golden.acquisition_channel,
         golden.crm_email_opted_in
             and unsubscribed.customer_id is null
             and not golden.is_do_not_contact

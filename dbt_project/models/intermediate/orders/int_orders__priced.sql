@@ -1,5 +1,11 @@
--- One row per order with its revenue, cost and gross margin from the order lines.
+-- One row per order with its customer (through the identity graph) and its revenue, cost and
+-- gross margin from the order lines.
 with
+
+linked as (
+    select * from {{ ref('int_customers__linked') }}
+    where source = 'shop'
+),
 
 orders as (
     select * from {{ ref('stg_shop__orders') }}
@@ -29,6 +35,7 @@ order_totals as (
 final as (
     select
         orders.order_id,
+        linked.customer_id,
         orders.shop_customer_id,
         orders.ordered_at,
         orders.order_status,
@@ -42,6 +49,8 @@ final as (
     from orders
     left join order_totals
         on orders.order_id = order_totals.order_id
+    left join linked
+        on linked.source_key = cast(orders.shop_customer_id as varchar)
 )
 
 select * from final

@@ -46,7 +46,7 @@ customers as (
 
 order_history as (
     select
-        identity.customer_id,
+        orders.customer_id,
         count(*) filter (where orders.is_completed) as order_count,
         count(*) filter (where not orders.is_completed) as cancelled_order_count,
         coalesce(sum(orders.revenue) filter (where orders.is_completed), 0) as total_revenue,
@@ -54,9 +54,6 @@ order_history as (
         min(orders.ordered_at) filter (where orders.is_completed) as first_ordered_at,
         max(orders.ordered_at) filter (where orders.is_completed) as last_ordered_at,
     from orders
-    inner join identity
-        on identity.source = 'shop'
-        and identity.source_key = cast(orders.shop_customer_id as varchar)
     group by 1
 ),
 
@@ -76,6 +73,7 @@ profiles as (
         golden.company_name,
         golden.industry,
         coalesce(golden.is_business, false) as is_business,
+        golden.acquisition_channel,
         golden.first_seen_at,
         -- consent (survivorship: an opt-out anywhere wins; no CRM record, no consent)
         coalesce(golden.is_email_opted_in, false) as is_email_opted_in,
@@ -106,6 +104,7 @@ final as (
         profiles.company_name,
         profiles.industry,
         profiles.is_business,
+        profiles.acquisition_channel,
         profiles.first_seen_at,
 
         -- consent
