@@ -6,6 +6,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,27 @@ def make_settings(root: Path) -> Settings:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
+
+
+MARTS_AS_OF = date(2026, 11, 1)
+MARTS_PEOPLE = 1500
+
+
+@pytest.fixture(scope="session")
+def mart_warehouse(tmp_path_factory):
+    """One demo warehouse built through the real pipeline steps, shared by the mart value tests
+    (which only read it and recompute their figures independently): 1,500 demo people as of
+    2026-11-01."""
+    from crm360 import pipeline
+    from crm360.demo.generator import generate_demo
+    from ingestion import SOURCES
+
+    settings = make_settings(tmp_path_factory.mktemp("marts"))
+    generate_demo(settings.source_dir, customers=MARTS_PEOPLE, seed=5, as_of=MARTS_AS_OF)
+    as_of = datetime.combine(MARTS_AS_OF, time(), tzinfo=UTC)
+    for source in SOURCES:
+        pipeline.ingest_source(source, "marts-test", as_of, settings)
+    pipeline.build_staging(MARTS_AS_OF, settings)
+    pipeline.resolve_identities(MARTS_AS_OF, "marts-test", settings)
+    pipeline.build_marts(MARTS_AS_OF, settings)
+    return settings
