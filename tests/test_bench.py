@@ -1,0 +1,36 @@
+"""A tiny run of the benchmark code, so that `make bench` cannot rot between benchmark runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import run
+
+pytestmark = pytest.mark.slow
+
+
+def test_benchmark_runs_every_stage_and_records_its_figures(tmp_path, capsys):
+    assert run.main(["--sizes", "300", "--work-dir", str(tmp_path / "work"),
+                     "--cache-dir", str(tmp_path / "cache"),
+                     "--results-dir", str(tmp_path / "results")]) == 0  # fmt: skip
+    [path] = (tmp_path / "results").glob("*.json")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    assert record["machine"]["cores"] >= 1
+    assert record["machine"]["versions"]["duckdb"]
+    [size] = record["sizes"]
+    assert size["people"] == 300
+    for day in ("full", "incremental"):
+        assert set(size[day]["stages"]) == set(run.STAGES)
+        for stage in size[day]["stages"].values():
+            assert stage["seconds"] > 0
+            assert stage["peak_rss_mib"] > 50  # a Python process with DuckDB loaded
+    # the incremental day loads only the new day's rows
+    assert 0 < size["incremental"]["source_rows"] < size["full"]["source_rows"]
+    # the floor scans what the full run loads, give or take the bad rows it skips
+    assert size["floor"]["rows"] >= size["full"]["source_rows"] * 0.98
+    for name in ("pipeline_over_floor", "incremental_over_full", "pandas_over_ours_from_files"):
+        assert size["ratios"][name] > 0
+    out = capsys.readouterr().out
+    assert "pipeline / floor" in out and "incremental day / full run" in out
