@@ -28,7 +28,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 DAY1, DAY2 = date(2026, 11, 1), date(2026, 11, 2)
-STAGES = ["ingest", "staging", "identity", "marts", "quality", "export"]
+STAGES = ["ingest", "staging", "identity", "marts", "quality", "publish", "export"]
 
 
 def _generator_version() -> str:

@@ -46,6 +46,8 @@ def run(stage: str, as_of: date, run_id: str) -> dict:
 
         # measured, not enforced: a warning or a failure is reported in the results
         return run_gate(load_settings(), run_id, raise_on_failure=False).summary()
+    if stage == "publish":
+        return pipeline.publish_marts()
     if stage == "export":
         result = pipeline.export_audiences(run_id, {"status": "passed"})
         return {**result, "rows": sum(a["rows"] for a in result["audiences"])}

@@ -20,6 +20,7 @@ from pathlib import Path
 from crm360.settings import Settings, load_settings
 
 DAG_ID = "crm360_daily"
+AUDIENCES_DAG_ID = "crm360_audiences"
 DEMO_AS_OF = date(2026, 11, 1)
 
 log = logging.getLogger("crm360")
@@ -51,6 +52,17 @@ def run_dag(
     proc = dags_test(env, dag_id, logical_date.isoformat(), log_file)
     state = _dag_run_state(Path(env["AIRFLOW_HOME"]), dag_id)
     return proc.returncode == 0 and state == "success", log_file
+
+
+def run_pipeline(
+    settings: Settings, logical_date: date, airflow_home: Path | None = None
+) -> tuple[bool, Path]:
+    """The daily DAG, then (as its Asset event would on a scheduler) the audience DAG when the
+    marts were published; return (both succeeded, log file of the last DAG run)."""
+    ok, log_file = run_dag(settings, logical_date, DAG_ID, airflow_home)
+    if not ok:
+        return ok, log_file
+    return run_dag(settings, logical_date, AUDIENCES_DAG_ID, airflow_home)
 
 
 def _latest_report(settings: Settings) -> dict | None:
@@ -117,7 +129,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings()
     started = time.monotonic()
-    ok, log_file = run_dag(settings, args.date)
+    ok, log_file = run_pipeline(settings, args.date)
     if not ok:
         print(f"DAG run failed; the Airflow log is {log_file}", file=sys.stderr)
         return 1
@@ -148,8 +160,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     print("  " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     logical_date = DEMO_AS_OF
-    print(f"Running the Airflow DAG {DAG_ID} for {logical_date} (airflow dags test) ...")
-    ok, log_file = run_dag(settings, logical_date)
+    print(
+        f"Running the Airflow DAGs {DAG_ID}, then {AUDIENCES_DAG_ID}, for {logical_date} "
+        "(airflow dags test) ..."
+    )
+    ok, log_file = run_pipeline(settings, logical_date)
     if not ok:
         print(f"DAG run failed; the Airflow log is {log_file}", file=sys.stderr)
         return 1

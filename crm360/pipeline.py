@@ -91,8 +91,34 @@ def publish_marts(settings: Settings | None = None) -> dict:
     return {"path": str(path), "seconds": _seconds_since(started)}
 
 
+def published_marts_state(settings: Settings | None = None) -> dict:
+    """Which run the analysts' copy holds and what its quality gate said: `run_id`,
+    `as_of_date` and `quality` (status, expectations run, warnings)."""
+    settings = settings or load_settings()
+    with connect(settings.published_warehouse, read_only=True) as con:
+        run_id = con.execute(
+            "select arg_max(run_id, validated_at) from quality.validation_results"
+        ).fetchone()[0]
+        outcomes = con.execute(
+            "select severity, success and computed, expectation_type, table_name, column_name "
+            "from quality.validation_results where run_id = ? order by all",
+            [run_id],
+        ).fetchall()
+        as_of = con.execute("select max(as_of_date) from marts.customer_360").fetchone()[0]
+    failed = [f"{kind} on {table}.{column}" if column else f"{kind} on {table}"
+              for _, ok, kind, table, column in outcomes if not ok]  # fmt: skip
+    critical = any(severity == "critical" and not ok for severity, ok, *_ in outcomes)
+    status = "failed" if critical or not outcomes else "warning" if failed else "passed"
+    return {
+        "run_id": run_id,
+        "as_of_date": as_of.isoformat(),
+        "quality": {"status": status, "expectations": len(outcomes), "failed": failed},
+    }
+
+
 def export_audiences(run_id: str, quality: dict, settings: Settings | None = None) -> dict:
-    """Publish every audience; refuses to run unless the gate passed (or only warned)."""
+    """Publish every audience from the analysts' copy of the marts (what the gate passed);
+    refuses to run unless the gate passed (or only warned)."""
     from activation.audiences import load_audiences
     from activation.publish import publish_audience
 
@@ -101,7 +127,7 @@ def export_audiences(run_id: str, quality: dict, settings: Settings | None = Non
     settings = settings or load_settings()
     started = time.monotonic()
     quality = {k: v for k, v in quality.items() if k != "seconds"}
-    with connect(settings.warehouse, read_only=True) as con:
+    with connect(settings.published_warehouse, read_only=True) as con:
         audiences = [
             publish_audience(con, audience, settings.export_dir, run_id, quality)
             for audience in load_audiences()
@@ -118,6 +144,22 @@ def report_run(
 
     settings = settings or load_settings()
     report = build_report(run_id, dag_id, as_of, list(SOURCES), pull, settings)
+    store_report(report, settings)
+    log.info("run report\n%s", format_report(report))
+    return report
+
+
+def report_audience_run(
+    run_id: str, exports: dict | None, settings: Settings | None = None
+) -> dict:
+    """Build, store and log the report of a crm360_audiences run."""
+    from crm360.report import build_audience_report, format_report, store_report
+
+    settings = settings or load_settings()
+    published = None
+    if exports is None and settings.published_warehouse.exists():
+        published = published_marts_state(settings)
+    report = build_audience_report(run_id, exports, published)
     store_report(report, settings)
     log.info("run report\n%s", format_report(report))
     return report

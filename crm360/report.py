@@ -60,7 +60,6 @@ def build_report(
         ("dbt_build", "dbt"),
         ("quality_gate", "quality"),
         ("publish_marts", "published"),
-        ("export_audiences", "exports"),
     ):
         result = pull(task_id)
         if result is None:
@@ -71,6 +70,28 @@ def build_report(
     report["stage_seconds"] = stages
     report["marts"] = _mart_row_counts(settings)
     report["status"] = "success" if failed_at is None else f"failed at {failed_at}"
+    return report
+
+
+def build_audience_report(run_id: str, exports: dict | None, published: dict | None) -> dict:
+    """The report of a crm360_audiences run: which marts it exported (the daily run's id, as-of
+    date and gate result), each audience's size, and the export's duration."""
+    marts = (exports or {}).get("marts") or published or {}
+    report: dict[str, Any] = {
+        "run_id": run_id,
+        "dag_id": "crm360_audiences",
+        # the marts' date; today's only when the export failed before any marts were published
+        "as_of_date": marts.get("as_of_date") or datetime.now(UTC).date().isoformat(),
+        "marts_run_id": marts.get("run_id"),
+        "quality": marts.get("quality", {}),
+        "stage_seconds": {},
+    }
+    if exports is None:
+        report["status"] = "failed at export_audiences"
+    else:
+        report["exports"] = {"audiences": exports["audiences"]}
+        report["stage_seconds"]["export_audiences"] = exports.get("seconds")
+        report["status"] = "success"
     return report
 
 
@@ -99,8 +120,11 @@ def store_report(report: dict, settings: Settings) -> None:
 
 def format_report(report: dict) -> str:
     lines = [f"run {report['run_id']} as of {report['as_of_date']}: {report['status']}"]
-    lines.append(f"  {'source':<10}{'read':>12}{'loaded':>12}{'quarantined':>13}{'seconds':>9}")
-    for source, counts in report["sources"].items():
+    if report.get("marts_run_id"):
+        lines.append(f"  marts of run {report['marts_run_id']}")
+    if report.get("sources"):
+        lines.append(f"  {'source':<10}{'read':>12}{'loaded':>12}{'quarantined':>13}{'seconds':>9}")
+    for source, counts in report.get("sources", {}).items():
         seconds = report["stage_seconds"].get(f"ingest_{source}") or 0
         lines.append(
             f"  {source:<10}{counts['rows_read']:>12,}{counts['rows_loaded']:>12,}"
@@ -113,7 +137,7 @@ def format_report(report: dict) -> str:
             f"({ident['probabilistic_links']:,} linked by Splink; {ident['merges']} merged, "
             f"{ident['splits']} split, {ident['unlinkable_records']:,} unlinkable records)"
         )
-    for name, rows in report["marts"].items():
+    for name, rows in report.get("marts", {}).items():
         lines.append(f"  mart {name}: {rows:,} rows")
     if "quality" in report:
         lines.append(f"  data quality: {report['quality']['status']}")

@@ -5,14 +5,15 @@
 helpdesk API, web analytics, e-mail, social, marketing spend) into the DuckDB `raw` schema,
 build the staging models with dbt, resolve identities (one stable customer id per person:
 deterministic rules, then Splink), build the mart models with dbt, validate the marts with Great
-Expectations, and only then publish the audience files for marketing tools.
+Expectations, and only then publish the marts to the analysts' read-only copy. Publishing
+updates the Asset `crm360_published_marts`, on which `crm360_audiences` is scheduled.
 
 **Notes.**
 - The end of the run's data interval is the marts' as-of date. With Airflow 3's default cron
   timetable that is the logical date: the run at 2026-11-01 00:00 UTC describes the customers
   as of that moment (orders before it).
-- A critical data-quality failure fails `quality_gate`; `export_audiences` then never runs
-  and the previous exports stay as they were.
+- A critical data-quality failure fails `quality_gate`; `publish_marts` then never runs, the
+  Asset is not updated, no audience is exported and the previous exports stay as they were.
 - Tasks that write the warehouse run one after another and in the one-slot pool
   `warehouse_writer` (DuckDB allows one writer).
 - `publish_marts` swaps the analysts' read-only copy (warehouse/published/) to this run's
@@ -30,6 +31,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import chain, dag, get_current_context, task, teardown
 
+from crm360.assets import PUBLISHED_MARTS
 from crm360.notify import on_task_failure
 from ingestion import SOURCES
 
@@ -92,17 +94,19 @@ def crm360_daily():
 
         return pipeline.check_quality(_run_id())
 
-    @task
-    def publish_marts() -> dict:
+    @task(outlets=[PUBLISHED_MARTS])
+    def publish_marts(quality: dict) -> dict:
+        """Swap the analysts' copy; the Asset event tells crm360_audiences which run it is."""
         from crm360 import pipeline
 
-        return pipeline.publish_marts()
-
-    @task
-    def export_audiences(quality: dict) -> dict:
-        from crm360 import pipeline
-
-        return pipeline.export_audiences(_run_id(), quality)
+        context = get_current_context()
+        result = pipeline.publish_marts()
+        context["outlet_events"][PUBLISHED_MARTS].extra = {
+            "run_id": context["run_id"],
+            "as_of_date": context["data_interval_end"].date().isoformat(),
+            "quality_status": quality["status"],
+        }
+        return result
 
     @teardown
     def run_report() -> dict:
@@ -123,7 +127,7 @@ def crm360_daily():
     marts = dbt_build()
     chain(*loads, dbt_staging(), resolve_identities(), marts)
     quality = quality_gate()
-    marts >> quality >> publish_marts() >> export_audiences(quality) >> run_report()
+    marts >> quality >> publish_marts(quality) >> run_report()
 
 
 crm360_daily()

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from conftest import make_settings
 
-from crm360.cli import run_dag
+from crm360.cli import run_pipeline
 from crm360.demo.generator import generate_demo
 from crm360.settings import PROJECT_ROOT
 from crm360.warehouse import connect
@@ -170,7 +170,7 @@ def demo_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     settings = make_settings(root)
     counts = generate_demo(settings.source_dir, customers=400, seed=7, as_of=AS_OF)
-    ok, log_file = run_dag(settings, AS_OF, airflow_home=root / "airflow")
+    ok, log_file = run_pipeline(settings, AS_OF, airflow_home=root / "airflow")
     assert ok, log_file.read_text(encoding="utf-8")[-4000:]
     return settings, counts, root
 
@@ -252,26 +252,36 @@ def test_published_copy_holds_the_run(demo_run):
         assert con.execute(query).fetchone() == live
 
 
-def test_run_report_is_stored(demo_run):
+def test_run_reports_are_stored(demo_run):
     settings, counts, _ = demo_run
     with connect(settings.warehouse, read_only=True) as con:
-        rows = con.execute("select status, report from ops.run_reports").fetchall()
-    assert len(rows) == 1
-    status, report = rows[0][0], json.loads(rows[0][1])
-    assert status == "success"
-    assert report["sources"]["crm"]["rows_read"] == counts["crm_contacts"]
-    assert report["sources"]["web"]["rows_quarantined"] == 3
-    assert report["marts"]["customer_360"] > 0
-    assert report["quality"]["status"] in ("passed", "warning")
-    assert report["exports"]["audiences"][0]["audience"] == "dormant_reactivation"
-    assert set(report["stage_seconds"]) >= {
+        rows = con.execute(
+            "select dag_id, run_id, status, report from ops.run_reports order by created_at"
+        ).fetchall()
+    assert [(dag_id, status) for dag_id, _, status, _ in rows] == [
+        ("crm360_daily", "success"),
+        ("crm360_audiences", "success"),
+    ]
+    daily, audiences = json.loads(rows[0][3]), json.loads(rows[1][3])
+    assert daily["sources"]["crm"]["rows_read"] == counts["crm_contacts"]
+    assert daily["sources"]["web"]["rows_quarantined"] == 3
+    assert daily["marts"]["customer_360"] > 0
+    assert daily["quality"]["status"] in ("passed", "warning")
+    assert set(daily["stage_seconds"]) >= {
         "ingest_crm",
         "dbt_staging",
         "resolve_identities",
         "dbt_build",
         "quality_gate",
-        "export_audiences",
+        "publish_marts",
     }
+    # the audience run exported the marts of the daily run, with that run's gate result
+    assert audiences["marts_run_id"] == rows[0][1]
+    assert audiences["as_of_date"] == AS_OF.isoformat()
+    assert audiences["quality"]["status"] == daily["quality"]["status"]
+    assert audiences["quality"]["expectations"] == daily["quality"]["expectations"]
+    assert audiences["exports"]["audiences"][0]["audience"] == "dormant_reactivation"
+    assert set(audiences["stage_seconds"]) == {"export_audiences"}
 
 
 def test_quality_results_are_stored_and_computed(demo_run):
@@ -305,7 +315,7 @@ def test_critical_failure_blocks_export_and_keeps_previous_files(demo_run):
         writer.writerows(rows)
 
     published_before = settings.published_warehouse.read_bytes()
-    ok, log_file = run_dag(settings, date(2026, 11, 2), airflow_home=root / "airflow")
+    ok, log_file = run_pipeline(settings, date(2026, 11, 2), airflow_home=root / "airflow")
 
     assert not ok
     log = log_file.read_text(encoding="utf-8")
@@ -329,4 +339,5 @@ def test_critical_failure_blocks_export_and_keeps_previous_files(demo_run):
                 "select status from ops.run_reports order by created_at"
             ).fetchall()
         ]
-    assert statuses == ["success", "failed at quality_gate"]
+    # the failed daily run published nothing, so no audience run followed it
+    assert statuses == ["success", "success", "failed at quality_gate"]

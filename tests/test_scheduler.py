@@ -105,7 +105,10 @@ def airflow_services(tmp_path):
 def test_run_triggered_through_the_rest_api_succeeds(airflow_services):
     base, settings, logs = airflow_services
     wait_for("the DAG to be parsed", lambda: call(base, "GET", "/api/v2/dags/crm360_daily"), 120)
-    call(base, "PATCH", "/api/v2/dags/crm360_daily", {"is_paused": False})
+    wait_for("the audience DAG to be parsed",
+             lambda: call(base, "GET", "/api/v2/dags/crm360_audiences"), 120)  # fmt: skip
+    for dag_id in ("crm360_daily", "crm360_audiences"):
+        call(base, "PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
     call(base, "POST", "/api/v2/dags/crm360_daily/dagRuns",
          {"logical_date": "2026-11-01T00:00:00Z", "dag_run_id": "rest_api_run"})  # fmt: skip
 
@@ -121,6 +124,15 @@ def test_run_triggered_through_the_rest_api_succeeds(airflow_services):
     runs = call(base, "GET", "/api/v2/dags/crm360_daily/dagRuns")["dag_runs"]
     assert [r["dag_run_id"] for r in runs] == ["rest_api_run"]
 
+    # publishing the marts updated the Asset, and the scheduler ran the audience DAG on it
+    def audience_run():
+        runs = call(base, "GET", "/api/v2/dags/crm360_audiences/dagRuns")["dag_runs"]
+        done = [r for r in runs if r["state"] in ("success", "failed")]
+        return done[0] if done else None
+
+    run = wait_for("the audience run the Asset event triggers", audience_run, 300, interval=5)
+    assert run["state"] == "success", (logs / "scheduler.log").read_text()[-3000:]
+    assert run["run_type"] == "asset_triggered"
     with connect(settings.published_warehouse, read_only=True) as con:
         customers = con.execute("select count(*) from marts.customer_360").fetchone()[0]
     with connect(settings.warehouse, read_only=True) as con:

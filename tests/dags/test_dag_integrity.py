@@ -17,10 +17,9 @@ EXPECTED_EDGES = {
         ("resolve_identities", "dbt_build"),
         ("dbt_build", "quality_gate"),
         ("quality_gate", "publish_marts"),
-        ("quality_gate", "export_audiences"),
-        ("publish_marts", "export_audiences"),
-        ("export_audiences", "run_report"),
+        ("publish_marts", "run_report"),
     },
+    "crm360_audiences": {("export_audiences", "run_report")},
 }
 
 
@@ -61,6 +60,18 @@ def test_safety_settings(dagbag, dag_id):
         # a failed quality check is data, not a transient error: it must not be retried
         expected = 0 if task.task_id == "quality_gate" else 2
         assert task.retries == expected, task.task_id
+
+
+def test_published_marts_schedule_the_audience_export(dagbag):
+    from crm360.assets import PUBLISHED_MARTS
+
+    publish = dagbag.dags["crm360_daily"].get_task("publish_marts")
+    assert PUBLISHED_MARTS in publish.outlets
+    # the daily DAG exports nothing itself: the audience DAG runs on the Asset event
+    assert "export_audiences" not in dagbag.dags["crm360_daily"].task_ids
+    audiences = dagbag.dags["crm360_audiences"]
+    assert type(audiences.timetable).__name__ == "AssetTriggeredTimetable"
+    assert [a.name for a in audiences.timetable.asset_condition.objects] == [PUBLISHED_MARTS.name]
 
 
 def test_dag_parsing_is_fast(dagbag):
