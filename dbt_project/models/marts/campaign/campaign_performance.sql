@@ -1,0 +1,211 @@
+-- One row per campaign × RFM segment of its audience, plus one total row per campaign
+-- (rfm_segment = 'All', is_campaign_total): reach and engagement, conversions within the
+-- attribution window for the treated and the control group, last-touch revenue and margin,
+-- cost and ROI, and the uplift over the control group with its confidence interval.
+-- The segment is the customer's RFM segment as of the run (customer_rfm), not at send time.
+{%- set confidence_level = var('uplift_confidence_level') | float %}
+{%- if not (0 < confidence_level < 1) %}
+    {{ exceptions.raise_compiler_error(
+        "uplift_confidence_level must lie strictly between 0 and 1, got " ~ confidence_level) }}
+{%- endif %}
+with
+
+outcomes as (
+    select * from {{ ref('int_campaign__recipient_outcomes') }}
+),
+
+campaigns as (
+    select * from {{ ref('stg_email__campaigns') }}
+    where sent_at < {{ as_of_date() }}
+),
+
+rfm as (
+    select * from {{ ref('customer_rfm') }}
+),
+
+critical_value as (
+    -- two-sided: the (1 + level) / 2 quantile of the standard normal
+    select {{ normal_quantile('(1 + ' ~ confidence_level ~ ') / 2') }} as z,
+),
+
+segmented as (
+    select
+        outcomes.*,
+        case when rfm.customer_id is null then 'No purchase' else rfm.rfm_segment end
+            as rfm_segment,
+    from outcomes
+    left join rfm
+        on outcomes.customer_id = rfm.customer_id
+),
+
+aggregated as (
+    select
+        campaign_id,
+        grouping(rfm_segment) = 1 as is_campaign_total,
+        case when grouping(rfm_segment) = 1 then 'All' else rfm_segment end as rfm_segment,
+        count(*) as audience_count,
+        count(*) filter (where is_treated) as treated_count,
+        count(*) filter (where is_control) as control_count,
+        count(*) filter (where is_delivered) as delivered_count,
+        count(*) filter (where is_opened) as unique_open_count,
+        count(*) filter (where is_clicked) as unique_click_count,
+        count(*) filter (where has_unsubscribed) as unsubscribe_count,
+        count(*) filter (where is_treated and has_converted) as treated_conversion_count,
+        coalesce(sum(window_revenue) filter (where is_treated), 0) as treated_window_revenue,
+        coalesce(sum(window_gross_margin) filter (where is_treated), 0)
+            as treated_window_gross_margin,
+        count(*) filter (where is_control and has_converted) as control_conversion_count,
+        coalesce(sum(window_revenue) filter (where is_control), 0) as control_window_revenue,
+        coalesce(sum(window_gross_margin) filter (where is_control), 0)
+            as control_window_gross_margin,
+        sum(attributed_order_count) as attributed_order_count,
+        sum(attributed_revenue) as attributed_revenue,
+        sum(attributed_gross_margin) as attributed_gross_margin,
+    from segmented
+    group by grouping sets ((campaign_id, rfm_segment), (campaign_id))
+),
+
+-- a campaign sent before as_of_date with no audience at all still gets its total row
+campaign_rows as (
+    select
+        campaigns.campaign_id,
+        campaigns.campaign_name,
+        campaigns.campaign_channel,
+        campaigns.campaign_objective,
+        campaigns.sent_at,
+        campaigns.has_control_group,
+        campaigns.campaign_cost as campaign_total_cost,
+        coalesce(aggregated.is_campaign_total, true) as is_campaign_total,
+        coalesce(aggregated.rfm_segment, 'All') as rfm_segment,
+        coalesce(aggregated.audience_count, 0) as audience_count,
+        coalesce(aggregated.treated_count, 0) as treated_count,
+        coalesce(aggregated.control_count, 0) as control_count,
+        coalesce(aggregated.delivered_count, 0) as delivered_count,
+        coalesce(aggregated.unique_open_count, 0) as unique_open_count,
+        coalesce(aggregated.unique_click_count, 0) as unique_click_count,
+        coalesce(aggregated.unsubscribe_count, 0) as unsubscribe_count,
+        coalesce(aggregated.treated_conversion_count, 0) as treated_conversion_count,
+        coalesce(aggregated.treated_window_revenue, 0) as treated_window_revenue,
+        coalesce(aggregated.treated_window_gross_margin, 0) as treated_window_gross_margin,
+        coalesce(aggregated.control_conversion_count, 0) as control_conversion_count,
+        coalesce(aggregated.control_window_revenue, 0) as control_window_revenue,
+        coalesce(aggregated.control_window_gross_margin, 0) as control_window_gross_margin,
+        coalesce(aggregated.attributed_order_count, 0) as attributed_order_count,
+        coalesce(aggregated.attributed_revenue, 0) as attributed_revenue,
+        coalesce(aggregated.attributed_gross_margin, 0) as attributed_gross_margin,
+    from campaigns
+    left join aggregated
+        on campaigns.campaign_id = aggregated.campaign_id
+),
+
+rates as (
+    select
+        *,
+        -- the campaign's cost, shared among its segments by their share of the sends
+        case
+            when is_campaign_total then campaign_total_cost
+            when sum(treated_count) filter (where not is_campaign_total)
+                over (partition by campaign_id) > 0
+                then campaign_total_cost * treated_count
+                    / sum(treated_count) filter (where not is_campaign_total)
+                        over (partition by campaign_id)
+            else 0
+        end as campaign_cost,
+        case when treated_count > 0
+            then treated_conversion_count / treated_count end as treated_conversion_rate,
+        -- no control group (or nobody of this segment in it): no comparison
+        case when has_control_group and control_count > 0
+            then control_conversion_count / control_count end as control_conversion_rate,
+    from campaign_rows
+),
+
+uplift as (
+    select
+        rates.*,
+        rates.treated_conversion_rate - rates.control_conversion_rate as uplift,
+        -- Wald standard error of the difference of two independent proportions
+        sqrt(
+            rates.treated_conversion_rate * (1 - rates.treated_conversion_rate)
+                / rates.treated_count
+            + rates.control_conversion_rate * (1 - rates.control_conversion_rate)
+                / rates.control_count
+        ) as uplift_standard_error,
+        -- revenue and margin per treated customer above those per control customer
+        case when rates.treated_conversion_rate is not null
+            and rates.control_conversion_rate is not null
+            then rates.treated_window_revenue / rates.treated_count
+                - rates.control_window_revenue / rates.control_count
+        end as uplift_revenue_per_customer,
+        case when rates.treated_conversion_rate is not null
+            and rates.control_conversion_rate is not null
+            then rates.treated_window_gross_margin / rates.treated_count
+                - rates.control_window_gross_margin / rates.control_count
+        end as uplift_gross_margin_per_customer,
+        critical_value.z,
+    from rates
+    cross join critical_value
+),
+
+final as (
+    select
+        -- campaign and segment
+        campaign_id,
+        campaign_name,
+        campaign_channel,
+        campaign_objective,
+        sent_at,
+        has_control_group,
+        rfm_segment,
+        is_campaign_total,
+        sent_at + to_days({{ var('attribution_window_days') }}) < {{ as_of_date() }}
+            as is_window_complete,
+
+        -- reach and engagement
+        audience_count,
+        treated_count,
+        control_count,
+        delivered_count,
+        unique_open_count,
+        unique_click_count,
+        unsubscribe_count,
+        case when delivered_count > 0
+            then round(unique_open_count / delivered_count, 4) end as open_rate,
+        case when delivered_count > 0
+            then round(unique_click_count / delivered_count, 4) end as click_rate,
+
+        -- conversions in the attribution window (any completed order, treated and control alike)
+        treated_conversion_count,
+        round(treated_conversion_rate, 4) as treated_conversion_rate,
+        treated_window_revenue,
+        treated_window_gross_margin,
+        control_conversion_count,
+        round(control_conversion_rate, 4) as control_conversion_rate,
+
+        -- last-touch attribution (each order credited to at most one campaign)
+        attributed_order_count,
+        attributed_revenue,
+        attributed_gross_margin,
+        round(campaign_cost, 2) as campaign_cost,
+        case when campaign_cost > 0
+            then round((attributed_gross_margin - campaign_cost) / campaign_cost, 4) end as roi,
+
+        -- uplift over the control group
+        round(uplift, 4) as uplift,
+        round(uplift - z * uplift_standard_error, 4) as uplift_ci_lower,
+        round(uplift + z * uplift_standard_error, 4) as uplift_ci_upper,
+        {{ confidence_level }} as uplift_confidence_level,
+        round(uplift * treated_count, 2) as incremental_conversions,
+        round(uplift_revenue_per_customer * treated_count, 2) as incremental_revenue,
+        round(uplift_gross_margin_per_customer * treated_count, 2) as incremental_gross_margin,
+        case when campaign_cost > 0
+            then round(
+                (uplift_gross_margin_per_customer * treated_count - campaign_cost) / campaign_cost,
+                4
+            )
+        end as incremental_roi,
+
+        {{ as_of_date() }} as as_of_date,
+    from uplift
+)
+
+select * from final
