@@ -37,6 +37,8 @@ from ingestion import SOURCES
 
 # "@daily" by default; "none" leaves runs to triggers (REST API, `airflow dags trigger`, tests)
 SCHEDULE = os.environ.get("CRM360_DAILY_SCHEDULE", "@daily")
+# the last date the schedule creates runs for (e.g. a replay environment); none by default
+END_DATE = os.environ.get("CRM360_DAILY_END_DATE")
 
 
 def _run_id() -> str:
@@ -47,6 +49,7 @@ def _run_id() -> str:
     dag_id="crm360_daily",
     schedule=None if SCHEDULE.lower() == "none" else SCHEDULE,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    end_date=pendulum.parse(END_DATE) if END_DATE else None,
     catchup=False,
     max_active_runs=1,
     default_args={

@@ -1,5 +1,6 @@
-"""The DAG on a real Airflow: api-server, scheduler and dag-processor on 127.0.0.1, a run
-triggered through the REST API, waited for, and its outputs checked."""
+"""The DAGs on a real Airflow: api-server, scheduler and dag-processor on 127.0.0.1; a run
+triggered through the REST API, the audience run its Asset event starts, then a two-day
+backfill whose marts must equal those of the same two days run one after the other."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def wait_for(what: str, check, timeout: float, interval: float = 2.0):
 @pytest.fixture
 def airflow_services(tmp_path):
     settings = make_settings(tmp_path)
-    generate_demo(settings.source_dir, customers=300, seed=21, as_of=date(2026, 11, 1))
+    # sources through 2026-11-02: the run of 11-01 leaves two days for the backfill to load
+    generate_demo(settings.source_dir, customers=300, seed=21, as_of=date(2026, 11, 3))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
@@ -69,7 +71,9 @@ def airflow_services(tmp_path):
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "CRM360_DAILY_SCHEDULE": "none",
+        # daily, but no scheduled run after 11-03: only the runs the test asks for happen
+        "CRM360_DAILY_SCHEDULE": "@daily",
+        "CRM360_DAILY_END_DATE": "2026-11-03",
     }
     ensure_metadata_db(env)
     airflow = airflow_executable()
@@ -143,3 +147,90 @@ def test_run_triggered_through_the_rest_api_succeeds(airflow_services):
     assert customers > 250
     assert report == ("success",)
     assert latest["run_id"] == "rest_api_run"
+
+
+def idle(base: str) -> bool:
+    """No run of either DAG is queued or running."""
+    for dag_id in ("crm360_daily", "crm360_audiences"):
+        runs = call(base, "GET", f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"]
+        if any(r["state"] in ("queued", "running") for r in runs):
+            return False
+    return True
+
+
+def mart_rows(warehouse) -> dict[str, list]:
+    """Every mart's rows, sorted; timings and run ids (which differ between runs) left out."""
+    with connect(warehouse, read_only=True) as con:
+        tables = [t for (t,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts'"
+        ).fetchall()]  # fmt: skip
+        rows = {}
+        for table in tables:
+            columns = [c for (c,) in con.execute(
+                "select column_name from information_schema.columns "
+                "where table_schema = 'marts' and table_name = ? order by ordinal_position",
+                [table],
+            ).fetchall() if not c.endswith("_seconds") and c != "run_id"]  # fmt: skip
+            listed = ", ".join(f'"{c}"' for c in columns)
+            rows[table] = con.execute(
+                f'select {listed} from marts."{table}" order by all'
+            ).fetchall()
+    return rows
+
+
+def test_backfill_of_two_days_equals_the_two_daily_runs(airflow_services, tmp_path_factory):
+    from datetime import UTC, datetime, time
+
+    from crm360 import pipeline
+    from ingestion import SOURCES
+
+    base, settings, logs = airflow_services
+    wait_for("the DAG to be parsed", lambda: call(base, "GET", "/api/v2/dags/crm360_daily"), 120)
+    for dag_id in ("crm360_daily", "crm360_audiences"):
+        call(base, "PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+    call(base, "POST", "/api/v2/dags/crm360_daily/dagRuns",
+         {"logical_date": "2026-11-01T00:00:00Z", "dag_run_id": "day_one"})  # fmt: skip
+    wait_for("the first run", lambda: idle(base) and call(
+        base, "GET", "/api/v2/dags/crm360_daily/dagRuns/day_one")["state"] == "success",
+        600, interval=5)  # fmt: skip
+
+    # one run at a time: each day's loads must follow the previous day's
+    backfill = call(base, "POST", "/api/v2/backfills", {
+        "dag_id": "crm360_daily", "from_date": "2026-11-02T00:00:00Z",
+        "to_date": "2026-11-03T00:00:00Z", "max_active_runs": 1, "reprocess_behavior": "none",
+    })  # fmt: skip
+
+    def backfill_done():
+        runs = call(base, "GET", "/api/v2/dags/crm360_daily/dagRuns")["dag_runs"]
+        filled = [r for r in runs if r["run_type"] == "backfill"]
+        if len(filled) == 2 and all(r["state"] in ("success", "failed") for r in filled):
+            return filled
+        return None
+
+    filled = wait_for("the backfill's two runs", backfill_done, 900, interval=5)
+    wait_for("the audience runs to finish", lambda: idle(base), 300, interval=5)
+    assert backfill["max_active_runs"] == 1
+    assert sorted((r["logical_date"][:10], r["state"]) for r in filled) == [
+        ("2026-11-02", "success"), ("2026-11-03", "success"),
+    ], (logs / "scheduler.log").read_text()[-3000:]  # fmt: skip
+    runs = call(base, "GET", "/api/v2/dags/crm360_daily/dagRuns")["dag_runs"]
+    assert len(runs) == 3  # no scheduled run besides: the schedule ends on 11-03
+    with connect(settings.warehouse, read_only=True) as con:
+        as_of = con.execute("select distinct as_of_date from marts.customer_360").fetchall()
+    assert as_of == [(date(2026, 11, 3),)]
+
+    # the same three days run one after the other, each with the as-of date of its run
+    reference = make_settings(tmp_path_factory.mktemp("daily"))
+    generate_demo(reference.source_dir, customers=300, seed=21, as_of=date(2026, 11, 3))
+    for day in (date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)):
+        at = datetime.combine(day, time(), tzinfo=UTC)
+        for source in SOURCES:
+            pipeline.ingest_source(source, f"daily-{day}", at, reference)
+        pipeline.build_staging(day, reference)
+        pipeline.resolve_identities(day, f"daily-{day}", reference)
+        pipeline.build_marts(day, reference)
+
+    backfilled, daily = mart_rows(settings.warehouse), mart_rows(reference.warehouse)
+    assert set(backfilled) == set(daily)
+    for table in daily:
+        assert backfilled[table] == daily[table], table
