@@ -25,7 +25,7 @@
     scored as (
         select
             *,
-            {{ ranked_bucket('recency_days desc', 5, partition_by) }} as r_score,
+            {{ ranked_bucket('recency_days', 5, partition_by, smaller_is_better=true) }} as r_score,
             {{ ranked_bucket('frequency', 5, partition_by) }} as f_score,
             {{ ranked_bucket('monetary', 5, partition_by) }} as m_score,
         from buyers
