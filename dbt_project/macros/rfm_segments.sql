@@ -4,8 +4,9 @@
 
     Buyers with a completed order in the RFM window are ranked: recency is the days since the
     last order, frequency and monetary the window's orders and revenue. A score is the
-    ranked_bucket quintile, ceil(5 * rank / n) in integer arithmetic with rank = buyers at or
-    below the value (ties included): tied values share a score and quintile edges are exact.
+    ranked_bucket quintile with ties='worse', floor(5 * below / n) + 1 in integer arithmetic
+    with below = buyers strictly worse: tied values share the lower score (half the buyers
+    have one order: they all score f = 1) and quintile edges are exact.
     Buyers whose last order is older than the window are not ranked: they are below every
     ranked buyer on all three axes and get 1, 1, 1. The segment is the seed's
     (r_score, fm_score) cell, fm_score being the mean of f and m rounded half up. -#}
@@ -25,9 +26,10 @@
     scored as (
         select
             *,
-            {{ ranked_bucket('recency_days', 5, partition_by, smaller_is_better=true) }} as r_score,
-            {{ ranked_bucket('frequency', 5, partition_by) }} as f_score,
-            {{ ranked_bucket('monetary', 5, partition_by) }} as m_score,
+            {{ ranked_bucket('recency_days', 5, partition_by, smaller_is_better=true, ties='worse') }}
+                as r_score,
+            {{ ranked_bucket('frequency', 5, partition_by, ties='worse') }} as f_score,
+            {{ ranked_bucket('monetary', 5, partition_by, ties='worse') }} as m_score,
         from buyers
         where has_order_in_window
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -76,8 +76,15 @@ def lifecycle_stage(buyer: Buyer | None, as_of: date) -> str:
 
 
 def bucket(rank: int, n: int, buckets: int) -> int:
-    """ceil(buckets * rank / n), exactly, with rank = how many values are at or below this one."""
+    """ceil(buckets * rank / n), exactly, with rank = how many values are at or below this one
+    (ties share the better bucket: the value deciles)."""
     return math.ceil(Fraction(buckets * rank, n))
+
+
+def lower_bucket(below: int, n: int, buckets: int) -> int:
+    """floor(buckets * below / n) + 1, with below = how many values are strictly worse (ties
+    share the worse bucket: the RFM scores)."""
+    return buckets * below // n + 1
 
 
 def segment_map() -> dict[tuple[int, int], str]:
@@ -109,7 +116,8 @@ def rfm(buyers: dict[str, Buyer], as_of: date) -> dict[str, tuple[int, int, int,
     for customer_id in buyers:
         if customer_id in ranked:
             r, f, m = (
-                bucket(bisect_right(columns[i], ranked[customer_id][i]), n, 5) for i in range(3)
+                lower_bucket(bisect_left(columns[i], ranked[customer_id][i]), n, 5)
+                for i in range(3)
             )
         else:
             r, f, m = 1, 1, 1
