@@ -80,6 +80,32 @@ class ChurnSources:
     email_events: pd.DataFrame
     tickets: pd.DataFrame
 
+    def __post_init__(self) -> None:
+        # time columns as naive datetimes, even when empty or all null
+        for name, columns in _TIME_COLUMNS.items():
+            frame = getattr(self, name).copy()
+            for column in columns:
+                frame[column] = _naive_times(frame[column])
+            object.__setattr__(self, name, frame)
+
+
+_TIME_COLUMNS = {
+    "subscriptions": ("started_at", "cancelled_at"),
+    "orders": ("ordered_at",),
+    "web_events": ("occurred_at",),
+    "email_events": ("occurred_at",),
+    "tickets": ("created_at", "resolved_at"),
+}
+
+
+def _naive_times(values: pd.Series) -> pd.Series:
+    import pandas as pd
+
+    times = pd.to_datetime(values)
+    if times.dt.tz is not None:
+        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    return times.astype("datetime64[us]")
+
 
 def web_session_starts(web_events: pd.DataFrame) -> pd.DataFrame:
     """One row per web session (customer_id, started_at): a device's event more than 30
