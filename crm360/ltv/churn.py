@@ -226,13 +226,17 @@ class ChurnModel:
         return 1.0 / (1.0 + np.exp(-logit))
 
 
+class NotEnoughTrainingData(ValueError):
+    """The training snapshots lack cancelled or kept subscriptions (a small or new shop)."""
+
+
 def fit_churn_model(train: pd.DataFrame, features: tuple[str, ...] = FEATURES) -> ChurnModel:
     """Fit an L2 logistic regression (scikit-learn, lbfgs) on labelled training snapshots."""
     from sklearn.linear_model import LogisticRegression
 
     labels = train["is_cancelled"].astype(int).to_numpy()
     if len(np.unique(labels)) < 2:
-        raise ValueError(
+        raise NotEnoughTrainingData(
             f"training snapshots need both cancelled and kept subscriptions; "
             f"got {len(labels)} rows, {labels.sum()} cancelled"
         )
@@ -255,22 +259,23 @@ def _finite_or(value: float, default: float) -> float:
     return float(value) if value is not None and math.isfinite(value) else default
 
 
-def evaluate(model: ChurnModel, holdout: pd.DataFrame, bins: int = 5) -> dict:
+def evaluate(model: ChurnModel | None, holdout: pd.DataFrame, bins: int = 5) -> dict:
     """Holdout AUC (None when one class is missing), Brier score, size, base rate and
     calibration: the holdout cut into `bins` equal-count bins of predicted probability, each
-    with its mean prediction and observed cancellation rate."""
+    with its mean prediction and observed cancellation rate. Without a model: sizes only."""
     from sklearn.metrics import brier_score_loss, roc_auc_score
 
     labels = holdout["is_cancelled"].astype(int).to_numpy()
-    predicted = model.predict(holdout)
-    both = len(labels) > 0 and 0 < labels.sum() < len(labels)
+    scored = model is not None and len(labels) > 0
+    predicted = model.predict(holdout) if scored else np.zeros(0)
+    both = scored and 0 < labels.sum() < len(labels)
     return {
         "auc": float(roc_auc_score(labels, predicted)) if both else None,
-        "brier_score": float(brier_score_loss(labels, predicted)) if len(labels) else None,
+        "brier_score": float(brier_score_loss(labels, predicted)) if scored else None,
         "row_count": int(len(labels)),
         "cancelled_count": int(labels.sum()),
         "base_rate": float(labels.mean()) if len(labels) else None,
-        "calibration": calibration_bins(predicted, labels, bins),
+        "calibration": calibration_bins(predicted, labels, bins) if scored else [],
     }
 
 

@@ -6,6 +6,7 @@ call these functions and return the result, so the logic is tested without dbt.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
@@ -17,6 +18,8 @@ from crm360.ltv.summary import summarise_transactions
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 FIT_PARAM_COLUMNS = {name: f"param_{name}" for name in (*models.BG_NBD_PARAMS, "p", "q", "v")}
 
@@ -257,8 +260,10 @@ def churn_sources(
 
 def churn_model_evaluation(
     sources: churn.ChurnSources, settings: ChurnSettings
-) -> tuple[pd.DataFrame, churn.ChurnModel]:
-    """Train on the training cutoffs, evaluate on the holdout cutoff: one row for as_of."""
+) -> tuple[pd.DataFrame, churn.ChurnModel | None]:
+    """Train on the training cutoffs, evaluate on the holdout cutoff: one row for as_of. When
+    the training snapshots lack a cancelled or a kept subscription, the row says so
+    (is_model_trained false, no AUC, no coefficients) and no subscription is scored."""
     import json
 
     import pandas as pd
@@ -269,7 +274,11 @@ def churn_model_evaluation(
         ignore_index=True,
     )
     holdout = churn.snapshot(sources, split.holdout, split.label_days)
-    model = churn.fit_churn_model(train)
+    try:
+        model = churn.fit_churn_model(train)
+    except churn.NotEnoughTrainingData as error:
+        log.warning("no subscription churn model for %s: %s", settings.as_of, error)
+        model = None
     result = churn.evaluate(model, holdout, settings.calibration_bins)
     row = {
         "as_of_date": settings.as_of,
@@ -286,7 +295,8 @@ def churn_model_evaluation(
         "holdout_auc": result["auc"],
         "holdout_brier_score": result["brier_score"],
         "calibration_bins": json.dumps(result["calibration"]),
-        "model_coefficients": model.to_json(),
+        "is_model_trained": model is not None,
+        "model_coefficients": model.to_json() if model is not None else None,
         "library": "scikit-learn",
         "library_version": _version("scikit-learn"),
     }
@@ -317,16 +327,19 @@ def customer_churn_risk(
     customers: pd.DataFrame,
     ltv: pd.DataFrame,
     sources: churn.ChurnSources,
-    model: churn.ChurnModel,
+    model: churn.ChurnModel | None,
     settings: ChurnSettings,
 ) -> pd.DataFrame:
     """One row per customer: the subscription model for customers with an active subscription
     (their riskiest active one), 1 - probability alive (BG/NBD) for other buyers, nothing for
-    customers who never bought."""
+    customers who never bought. Without a subscription model (too little history to train
+    one), subscribers who bought are scored by BG/NBD like other buyers."""
     import pandas as pd
 
     scored = churn.snapshot(sources, settings.as_of, None)
-    scored["churn_probability"] = model.predict(scored)
+    if model is None:
+        scored = scored.iloc[0:0]
+    scored["churn_probability"] = model.predict(scored) if model is not None else []
     riskiest = (
         scored.sort_values(["churn_probability", "subscription_id"], ascending=[False, True])
         .drop_duplicates("customer_id")

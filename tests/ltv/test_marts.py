@@ -122,3 +122,31 @@ def test_churn_risk_picks_the_model_per_customer():
     prospect = frame.loc["prospect"]
     assert pd.isna(prospect["churn_model"]) and pd.isna(prospect["churn_probability"])
     assert pd.isna(prospect["churn_band"])
+
+
+def test_without_churn_history_no_model_is_kept_and_subscribers_fall_back_to_bg_nbd():
+    subscriptions = pd.DataFrame(
+        [(1, "subscriber", T("2026-10-01"), None, "active", 1980)],
+        columns=["subscription_id", "customer_id", "started_at", "cancelled_at",
+                 "subscription_status", "monthly_price"],
+    )  # fmt: skip
+    empty = {"orders": ["customer_id", "ordered_at"],
+             "web_events": ["customer_id", "anonymous_id", "occurred_at"],
+             "email_events": ["customer_id", "campaign_id", "event_type", "occurred_at"],
+             "tickets": ["customer_id", "created_at", "resolved_at", "csat_score"]}  # fmt: skip
+    sources = churn.ChurnSources(
+        subscriptions=subscriptions, **{k: pd.DataFrame(columns=v) for k, v in empty.items()}
+    )
+    settings = marts.ChurnSettings(as_of=AS_OF)
+    evaluation, model = marts.churn_model_evaluation(sources, settings)
+    row = evaluation.iloc[0]
+    assert model is None
+    assert not row["is_model_trained"]
+    assert row["model_coefficients"] is None and row["holdout_auc"] is None
+    assert (row["train_row_count"], row["holdout_row_count"]) == (0, 0)
+    assert row["calibration_bins"] == "[]"
+    ltv = pd.DataFrame({"customer_id": ["subscriber"], "order_count": [2],
+                        "probability_alive": [0.8]})  # fmt: skip
+    risk = marts.customer_churn_risk(ltv[["customer_id"]], ltv, sources, None, settings)
+    assert risk.loc[0, "churn_model"] == "bg_nbd"
+    assert risk.loc[0, "churn_probability"] == pytest.approx(0.2)

@@ -33,7 +33,9 @@ def model(dbt, session):
         customers=dbt.ref("customer_360").df(),
         ltv=dbt.ref("customer_ltv").df(),
         sources=sources,
-        model=ChurnModel.from_json(evaluation["model_coefficients"]),
+        model=ChurnModel.from_json(evaluation["model_coefficients"])
+        if evaluation["is_model_trained"]
+        else None,
         settings=settings,
     )
     return as_arrow(risk)
