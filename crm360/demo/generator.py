@@ -627,6 +627,11 @@ def _order_items(
 
 
 def _subscriptions(world: World, customers: list[tuple], created: np.ndarray, buyers: set) -> list:
+    """Subscriptions of about a fifth of the buyers. Time to cancellation is Weibull with shape
+    below 1, so the cancellation hazard falls with tenure (most who cancel do so in the first
+    months), and its scale shrinks with the plan's price (dearer plans are cancelled sooner).
+    A subscription whose drawn cancellation falls after the end is still running: active, or
+    paused for some."""
     rng, end = world.rng, world.end
     plans = {
         "monthly_box": 3980,
@@ -644,14 +649,15 @@ def _subscriptions(world: World, customers: list[tuple], created: np.ndarray, bu
     ]
     rows = []
     for k, customer in enumerate(customers):
-        if customer[0] not in buyers or rng.random() >= 0.12:
+        if customer[0] not in buyers or rng.random() >= 0.2:
             continue
         plan = list(plans)[int(rng.integers(0, len(plans)))]
         started = int(created[k] + rng.integers(0, max(end - int(created[k]) - DAY, 1)))
-        status = str(rng.choice(["active", "paused", "cancelled"], p=[0.5, 0.1, 0.4]))
-        cancelled = None
-        if status == "cancelled":
-            cancelled = min(int(started + rng.integers(DAY, max(end - started, 2 * DAY))), end - 1)
+        scale_days = 600 * (2980 / plans[plan]) ** 3
+        lifetime = max(int(scale_days * DAY * rng.weibull(0.5)), DAY)
+        cancelled = started + lifetime if started + lifetime < end else None
+        paused = rng.random() < 0.15
+        status = "cancelled" if cancelled else "paused" if paused else "active"
         iso = iso_jst(np.array([started, cancelled or started]))
         reason = reasons[int(rng.integers(0, len(reasons)))] if cancelled else None
         rows.append((

@@ -1,0 +1,393 @@
+"""The frames behind the LTV and churn marts, from the warehouse tables as pandas frames.
+
+The dbt Python models (`dbt_project/models/marts/ltv/`, `.../churn/`) only read their refs,
+call these functions and return the result, so the logic is tested without dbt.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from crm360.ltv import churn, models
+from crm360.ltv.summary import summarise_transactions
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+FIT_PARAM_COLUMNS = {name: f"param_{name}" for name in (*models.BG_NBD_PARAMS, "p", "q", "v")}
+
+
+@dataclass(frozen=True)
+class LtvSettings:
+    """The `ltv` dbt vars and the run's date."""
+
+    as_of: date
+    time_unit_days: float = 7.0
+    horizon_months: int = 12
+    annual_discount_rate: float = 0.10
+    penalizer_coef: float = 0.001
+
+    @property
+    def calibration_end(self) -> date:
+        """The last whole day before as_of: orders before as_of are the calibration period."""
+        return self.as_of - timedelta(days=1)
+
+
+def as_arrow(frame: pd.DataFrame):
+    """The frame as an Arrow table, so that date columns land as DATE in DuckDB (a pandas
+    column of dates would become a timestamp)."""
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def parse_as_of(value: object) -> date:
+    """The `as_of_date` var as a date; today when it is not set (as the as_of_date macro)."""
+    if value in (None, "", "None", "none", "null"):
+        return date.today()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def buyer_transactions(orders: pd.DataFrame, as_of: date) -> pd.DataFrame:
+    """Completed orders placed before as_of by a known customer (customer_id, ordered_at,
+    revenue, gross_margin)."""
+    import pandas as pd
+
+    keep = (
+        orders["is_completed"].fillna(False).astype(bool)
+        & (orders["ordered_at"] < pd.Timestamp(as_of))
+        & orders["customer_id"].notna()
+    )
+    columns = ["customer_id", "ordered_at", "revenue", "gross_margin"]
+    frame = orders.loc[keep, columns].copy()
+    frame["revenue"] = frame["revenue"].astype(float)
+    frame["gross_margin"] = frame["gross_margin"].astype(float)
+    return frame
+
+
+def buyer_summary(transactions: pd.DataFrame, settings: LtvSettings) -> pd.DataFrame:
+    return summarise_transactions(
+        transactions,
+        settings.calibration_end,
+        settings.time_unit_days,
+        monetary_col="revenue",
+    )
+
+
+def model_fits(orders: pd.DataFrame, settings: LtvSettings) -> pd.DataFrame:
+    """Fit BG/NBD and Gamma-Gamma on the buyers as of the run: one row per model."""
+    import pandas as pd
+
+    summary = buyer_summary(buyer_transactions(orders, settings.as_of), settings)
+    _, bg_nbd = models.fit_bg_nbd(summary, settings.penalizer_coef)
+    _, gamma_gamma = models.fit_gamma_gamma(summary, settings.penalizer_coef)
+    rows = []
+    for fit in (bg_nbd, gamma_gamma):
+        row = {
+            "model_fit_id": f"{settings.as_of.isoformat()}:{fit.model}",
+            "as_of_date": settings.as_of,
+            "model_name": fit.model,
+        }
+        row.update({column: fit.params.get(name) for name, column in FIT_PARAM_COLUMNS.items()})
+        row.update(
+            log_likelihood=fit.log_likelihood,
+            customer_count=fit.customer_count,
+            fit_seconds=round(fit.fit_seconds, 4),
+            is_converged=fit.converged,
+            penalizer_coef=fit.penalizer_coef,
+            spend_frequency_correlation=fit.spend_frequency_correlation,
+            calibration_end_date=settings.calibration_end,
+            time_unit_days=float(settings.time_unit_days),
+            horizon_months=int(settings.horizon_months),
+            annual_discount_rate=float(settings.annual_discount_rate),
+            library=fit.library,
+            library_version=fit.library_version,
+        )
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.date
+    frame["calibration_end_date"] = pd.to_datetime(frame["calibration_end_date"]).dt.date
+    return frame
+
+
+def params_of(fits: pd.DataFrame, model_name: str, as_of: date) -> dict[str, float]:
+    """The parameters of one model fitted for as_of, from the ltv_model_fits rows."""
+    import pandas as pd
+
+    rows = fits[
+        (fits["model_name"] == model_name) & (pd.to_datetime(fits["as_of_date"]).dt.date == as_of)
+    ]
+    if len(rows) != 1:
+        raise LookupError(f"ltv_model_fits has {len(rows)} {model_name} rows for {as_of}")
+    names = models.BG_NBD_PARAMS if model_name == "bg_nbd" else models.GAMMA_GAMMA_PARAMS
+    return {name: float(rows.iloc[0][FIT_PARAM_COLUMNS[name]]) for name in names}
+
+
+def customer_ltv(
+    customers: pd.DataFrame, orders: pd.DataFrame, fits: pd.DataFrame, settings: LtvSettings
+) -> pd.DataFrame:
+    """One row per customer: history, BG/NBD + Gamma-Gamma predictions with the parameters
+    fitted for as_of, revenue and gross-margin LTV. Customers without a completed order keep
+    zeros for their history and nulls for every model figure."""
+    import pandas as pd
+
+    transactions = buyer_transactions(orders, settings.as_of)
+    summary = buyer_summary(transactions, settings)
+    bg_nbd = models.bg_nbd_from_params(params_of(fits, "bg_nbd", settings.as_of))
+    gamma_gamma = models.gamma_gamma_from_params(params_of(fits, "gamma_gamma", settings.as_of))
+    predicted = models.predict_customer_value(
+        summary,
+        bg_nbd,
+        gamma_gamma,
+        time_unit_days=settings.time_unit_days,
+        horizon_months=settings.horizon_months,
+        annual_discount_rate=settings.annual_discount_rate,
+    )
+    history = transactions.groupby("customer_id").agg(
+        order_count=("ordered_at", "size"),
+        historical_revenue=("revenue", "sum"),
+        historical_gross_margin=("gross_margin", "sum"),
+        first_ordered_at=("ordered_at", "min"),
+        last_ordered_at=("ordered_at", "max"),
+    )
+    total_revenue = history["historical_revenue"].sum()
+    overall_rate = history["historical_gross_margin"].sum() / total_revenue if total_revenue else 0
+    own_rate = (history["historical_gross_margin"] / history["historical_revenue"]).where(
+        history["historical_revenue"] > 0
+    )
+    history["gross_margin_rate"] = own_rate
+    history["margin_rate_basis"] = np.where(own_rate.notna(), "customer", "overall")
+    history["applied_margin_rate"] = own_rate.fillna(overall_rate)
+
+    frame = pd.DataFrame({"customer_id": customers["customer_id"].drop_duplicates()})
+    frame = frame.join(history, on="customer_id").join(
+        summary[["frequency", "recency", "T"]].rename(columns={"T": "customer_age"}),
+        on="customer_id",
+    )
+    frame = frame.join(predicted, on="customer_id")
+    frame["order_count"] = frame["order_count"].fillna(0).astype("int64")
+    frame["historical_revenue"] = frame["historical_revenue"].fillna(0.0)
+    frame["historical_gross_margin"] = frame["historical_gross_margin"].fillna(0.0)
+    frame = frame.rename(columns={"clv": "predicted_revenue_ltv"})
+    frame["predicted_gross_margin_ltv"] = (
+        frame["predicted_revenue_ltv"] * frame["applied_margin_rate"]
+    )
+    for column in ("predicted_revenue_ltv", "predicted_gross_margin_ltv"):
+        frame[column] = frame[column].round(2)
+    frame["time_unit_days"] = float(settings.time_unit_days)
+    frame["horizon_months"] = int(settings.horizon_months)
+    frame["as_of_date"] = settings.as_of
+    frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.date
+    return frame[LTV_COLUMNS].sort_values("customer_id").reset_index(drop=True)
+
+
+LTV_COLUMNS = [
+    "customer_id",
+    "order_count",
+    "historical_revenue",
+    "historical_gross_margin",
+    "gross_margin_rate",
+    "first_ordered_at",
+    "last_ordered_at",
+    "frequency",
+    "recency",
+    "customer_age",
+    "probability_alive",
+    "expected_purchases",
+    "expected_avg_order_value",
+    "predicted_revenue_ltv",
+    "applied_margin_rate",
+    "margin_rate_basis",
+    "predicted_gross_margin_ltv",
+    "time_unit_days",
+    "horizon_months",
+    "as_of_date",
+]
+
+
+# --- churn ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChurnSettings:
+    as_of: date
+    label_days: int = 90
+    train_snapshots: int = 4
+    band_low: float = 0.3
+    band_medium: float = 0.6
+    calibration_bins: int = 5
+
+
+def churn_sources(
+    linked: pd.DataFrame,
+    subscriptions: pd.DataFrame,
+    orders: pd.DataFrame,
+    web_events: pd.DataFrame,
+    email_events: pd.DataFrame,
+    tickets: pd.DataFrame,
+) -> churn.ChurnSources:
+    """The staging logs with the customer id from the identity graph (records it does not
+    link are dropped)."""
+
+    def customer_of(source: str):
+        keys = linked[linked["source"] == source]
+        return keys.drop_duplicates("source_key").set_index("source_key")["customer_id"]
+
+    def with_customer(frame, key: str, source: str):
+        frame = frame.copy()
+        frame["customer_id"] = frame[key].astype(str).map(customer_of(source))
+        return frame[frame["customer_id"].notna()]
+
+    shop_subscriptions = with_customer(subscriptions, "shop_customer_id", "shop")
+    return churn.ChurnSources(
+        subscriptions=shop_subscriptions,
+        orders=orders[orders["is_completed"].fillna(False).astype(bool)
+                      & orders["customer_id"].notna()],
+        web_events=with_customer(web_events, "anonymous_id", "web"),
+        email_events=with_customer(email_events, "contact_id", "crm"),
+        tickets=with_customer(tickets, "ticket_id", "support"),
+    )  # fmt: skip
+
+
+def churn_model_evaluation(
+    sources: churn.ChurnSources, settings: ChurnSettings
+) -> tuple[pd.DataFrame, churn.ChurnModel | None]:
+    """Train on the training cutoffs, evaluate on the holdout cutoff: one row for as_of. When
+    the training snapshots lack a cancelled or a kept subscription, the row says so
+    (is_model_trained false, no AUC, no coefficients) and no subscription is scored."""
+    import json
+
+    import pandas as pd
+
+    split = churn.time_split(settings.as_of, settings.label_days, settings.train_snapshots)
+    train = pd.concat(
+        [churn.snapshot(sources, cutoff, split.label_days) for cutoff in split.train],
+        ignore_index=True,
+    )
+    holdout = churn.snapshot(sources, split.holdout, split.label_days)
+    try:
+        model = churn.fit_churn_model(train)
+    except churn.NotEnoughTrainingData as error:
+        log.warning("no subscription churn model for %s: %s", settings.as_of, error)
+        model = None
+    result = churn.evaluate(model, holdout, settings.calibration_bins)
+    row = {
+        "as_of_date": settings.as_of,
+        "model_name": "subscription_logistic_regression",
+        "label_days": settings.label_days,
+        "train_first_cutoff_date": split.train[0],
+        "train_last_cutoff_date": split.train[-1],
+        "holdout_cutoff_date": split.holdout,
+        "train_row_count": len(train),
+        "train_cancelled_count": int(train["is_cancelled"].sum()),
+        "holdout_row_count": result["row_count"],
+        "holdout_cancelled_count": result["cancelled_count"],
+        "holdout_base_rate": result["base_rate"],
+        "holdout_auc": result["auc"],
+        "holdout_brier_score": result["brier_score"],
+        "calibration_bins": json.dumps(result["calibration"]),
+        "is_model_trained": model is not None,
+        "model_coefficients": model.to_json() if model is not None else None,
+        "library": "scikit-learn",
+        "library_version": _version("scikit-learn"),
+    }
+    frame = pd.DataFrame([row])
+    for column in ("as_of_date", "train_first_cutoff_date", "train_last_cutoff_date",
+                   "holdout_cutoff_date"):  # fmt: skip
+        frame[column] = pd.to_datetime(frame[column]).dt.date
+    return frame, model
+
+
+def evaluation_for(evaluations: pd.DataFrame, as_of: date) -> pd.Series:
+    """The churn_model_evaluation row of as_of (the model customer_churn_risk applies)."""
+    import pandas as pd
+
+    rows = evaluations[pd.to_datetime(evaluations["as_of_date"]).dt.date == as_of]
+    if len(rows) != 1:
+        raise LookupError(f"churn_model_evaluation has {len(rows)} rows for {as_of}")
+    return rows.iloc[0]
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def customer_churn_risk(
+    customers: pd.DataFrame,
+    ltv: pd.DataFrame,
+    sources: churn.ChurnSources,
+    model: churn.ChurnModel | None,
+    settings: ChurnSettings,
+) -> pd.DataFrame:
+    """One row per customer: the subscription model for customers with an active subscription
+    (their riskiest active one), 1 - probability alive (BG/NBD) for other buyers, nothing for
+    customers who never bought. Without a subscription model (too little history to train
+    one), subscribers who bought are scored by BG/NBD like other buyers."""
+    import pandas as pd
+
+    scored = churn.snapshot(sources, settings.as_of, None)
+    if model is None:
+        scored = scored.iloc[0:0]
+    scored["churn_probability"] = model.predict(scored) if model is not None else []
+    riskiest = (
+        scored.sort_values(["churn_probability", "subscription_id"], ascending=[False, True])
+        .drop_duplicates("customer_id")
+        .set_index("customer_id")
+    )
+    frame = pd.DataFrame({"customer_id": customers["customer_id"].drop_duplicates()})
+    frame = frame.join(ltv.set_index("customer_id")[["order_count", "probability_alive"]],
+                       on="customer_id")  # fmt: skip
+    feature_columns = ["subscription_id", "tenure_days", *churn.FEATURES]
+    feature_columns.remove("log_tenure_days")
+    frame = frame.join(riskiest[[*feature_columns, "churn_probability"]], on="customer_id")
+    is_subscriber = frame["subscription_id"].notna()
+    is_buyer = frame["order_count"].fillna(0) > 0
+    frame["churn_model"] = np.where(
+        is_subscriber, "subscription", np.where(is_buyer, "bg_nbd", None)
+    )
+    frame["churn_probability"] = np.where(
+        is_subscriber,
+        frame["churn_probability"],
+        np.where(is_buyer, 1.0 - frame["probability_alive"], np.nan),
+    )
+    frame["churn_band"] = [
+        churn.churn_band(p, settings.band_low, settings.band_medium)
+        for p in frame["churn_probability"]
+    ]
+    frame = frame.rename(columns={"tenure_days": "subscription_tenure_days",
+                                  "monthly_price": "subscription_monthly_price"})  # fmt: skip
+    frame["subscription_id"] = frame["subscription_id"].astype("Int64")
+    frame["as_of_date"] = settings.as_of
+    frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.date
+    return frame[CHURN_RISK_COLUMNS].sort_values("customer_id").reset_index(drop=True)
+
+
+CHURN_RISK_COLUMNS = [
+    "customer_id",
+    "churn_model",
+    "churn_probability",
+    "churn_band",
+    "subscription_id",
+    "subscription_tenure_days",
+    "subscription_monthly_price",
+    "order_count_90d",
+    "days_since_last_order",
+    "web_session_count_30d",
+    "email_open_count_90d",
+    "email_click_count_90d",
+    "support_ticket_count_180d",
+    "low_csat_ticket_count",
+    "avg_csat_score",
+    "as_of_date",
+]

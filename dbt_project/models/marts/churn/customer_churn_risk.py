@@ -1,0 +1,41 @@
+"""One row per customer of customer_360: the churn probability and band, from the subscription
+model (customers with an active subscription; coefficients from churn_model_evaluation for this
+as_of_date) or from BG/NBD (1 - probability alive, other buyers), with the features used."""
+
+from crm360.ltv.churn import ChurnModel
+from crm360.ltv.marts import (
+    ChurnSettings,
+    as_arrow,
+    churn_sources,
+    customer_churn_risk,
+    evaluation_for,
+    parse_as_of,
+)
+
+
+def model(dbt, session):
+    settings = ChurnSettings(
+        as_of=parse_as_of(dbt.config.get("as_of_date")),
+        label_days=int(dbt.config.get("label_days")),
+        band_low=float(dbt.config.get("band_low")),
+        band_medium=float(dbt.config.get("band_medium")),
+    )
+    evaluation = evaluation_for(dbt.ref("churn_model_evaluation").df(), settings.as_of)
+    sources = churn_sources(
+        linked=dbt.ref("int_customers__linked").df(),
+        subscriptions=dbt.ref("stg_shop__subscriptions").df(),
+        orders=dbt.ref("int_orders__priced").df(),
+        web_events=dbt.ref("stg_web__events").df(),
+        email_events=dbt.ref("stg_email__events").df(),
+        tickets=dbt.ref("stg_support__tickets").df(),
+    )
+    risk = customer_churn_risk(
+        customers=dbt.ref("customer_360").df(),
+        ltv=dbt.ref("customer_ltv").df(),
+        sources=sources,
+        model=ChurnModel.from_json(evaluation["model_coefficients"])
+        if evaluation["is_model_trained"]
+        else None,
+        settings=settings,
+    )
+    return as_arrow(risk)

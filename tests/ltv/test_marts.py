@@ -1,0 +1,152 @@
+"""The frames behind customer_ltv and customer_churn_risk, on small hand-made inputs."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crm360.ltv import churn, marts
+
+AS_OF = date(2026, 11, 1)
+SETTINGS = marts.LtvSettings(as_of=AS_OF, horizon_months=12, annual_discount_rate=0.1)
+T = pd.Timestamp
+
+
+def orders_of(rows) -> pd.DataFrame:
+    return pd.DataFrame(
+        rows, columns=["customer_id", "ordered_at", "is_completed", "revenue", "gross_margin"]
+    )
+
+
+ORDERS = orders_of([
+    ("buyer", T("2026-01-10"), True, 1000, 400),
+    ("buyer", T("2026-03-10"), True, 3000, 1200),
+    ("buyer", T("2026-04-10"), False, 9999, 9999),  # cancelled: not counted
+    ("buyer", T("2026-11-01 00:00"), True, 9999, 9999),  # on as_of: after the period
+    ("free", T("2026-06-01"), True, 0, 0),  # a buyer without revenue
+    (None, T("2026-06-01"), True, 500, 100),  # no customer: dropped
+])  # fmt: skip
+CUSTOMERS = pd.DataFrame({"customer_id": ["buyer", "free", "prospect"]})
+FITS = pd.DataFrame([
+    {"model_name": "bg_nbd", "as_of_date": AS_OF, "param_r": 0.243, "param_alpha": 4.414,
+     "param_a": 0.793, "param_b": 2.426, "param_p": None, "param_q": None, "param_v": None},
+    {"model_name": "gamma_gamma", "as_of_date": AS_OF, "param_r": None, "param_alpha": None,
+     "param_a": None, "param_b": None, "param_p": 6.25, "param_q": 3.74, "param_v": 15.44},
+    {"model_name": "bg_nbd", "as_of_date": date(2026, 10, 1), "param_r": 9.0,
+     "param_alpha": 9.0, "param_a": 9.0, "param_b": 9.0, "param_p": None, "param_q": None,
+     "param_v": None},
+])  # fmt: skip
+
+
+def test_customer_ltv_history_and_predictions():
+    frame = marts.customer_ltv(CUSTOMERS, ORDERS, FITS, SETTINGS).set_index("customer_id")
+    assert list(frame.index) == ["buyer", "free", "prospect"]
+    buyer = frame.loc["buyer"]
+    assert buyer["order_count"] == 2
+    assert buyer["historical_revenue"] == 4000
+    assert buyer["historical_gross_margin"] == 1600
+    assert buyer["gross_margin_rate"] == pytest.approx(0.4)
+    assert buyer["frequency"] == 1
+    assert buyer["recency"] == pytest.approx(59 / 7)
+    assert buyer["customer_age"] == pytest.approx((date(2026, 10, 31) - date(2026, 1, 10)).days / 7)
+    assert 0 < buyer["probability_alive"] <= 1
+    assert buyer["predicted_revenue_ltv"] > 0
+    assert buyer["predicted_gross_margin_ltv"] == pytest.approx(
+        0.4 * buyer["predicted_revenue_ltv"], abs=0.01
+    )
+    assert buyer["margin_rate_basis"] == "customer"
+    # no revenue of their own: the overall rate (1600 / 4000) applies
+    assert frame.loc["free", "margin_rate_basis"] == "overall"
+    assert frame.loc["free", "applied_margin_rate"] == pytest.approx(0.4)
+    prospect = frame.loc["prospect"]
+    assert (prospect["order_count"], prospect["historical_revenue"]) == (0, 0)
+    for column in ("frequency", "probability_alive", "predicted_revenue_ltv",
+                   "predicted_gross_margin_ltv", "margin_rate_basis"):  # fmt: skip
+        assert pd.isna(prospect[column]), column
+    assert (frame["as_of_date"] == AS_OF).all()
+
+
+def test_customer_ltv_needs_the_fit_of_its_date():
+    settings = marts.LtvSettings(as_of=date(2026, 12, 1))
+    with pytest.raises(LookupError, match="0 bg_nbd rows for 2026-12-01"):
+        marts.customer_ltv(CUSTOMERS, ORDERS, FITS, settings)
+
+
+def test_parse_as_of():
+    assert marts.parse_as_of("2026-11-01") == AS_OF
+    assert marts.parse_as_of(AS_OF) == AS_OF
+    assert marts.parse_as_of("None") == date.today()
+
+
+def test_churn_risk_picks_the_model_per_customer():
+    subscriptions = pd.DataFrame(
+        [(1, "subscriber", T("2026-01-01"), None, "active", 1980),
+         (2, "subscriber", T("2026-01-01"), None, "active", 3980),
+         (3, "lapsed", T("2025-01-01"), T("2026-02-01"), "cancelled", 2980)],
+        columns=["subscription_id", "customer_id", "started_at", "cancelled_at",
+                 "subscription_status", "monthly_price"],
+    )  # fmt: skip
+    empty = {"orders": ["customer_id", "ordered_at"],
+             "web_events": ["customer_id", "anonymous_id", "occurred_at"],
+             "email_events": ["customer_id", "campaign_id", "event_type", "occurred_at"],
+             "tickets": ["customer_id", "created_at", "resolved_at", "csat_score"]}  # fmt: skip
+    sources = churn.ChurnSources(
+        subscriptions=subscriptions, **{k: pd.DataFrame(columns=v) for k, v in empty.items()}
+    )
+    names = churn.FEATURES
+    model = churn.ChurnModel(
+        intercept=0.0,
+        coefficients={n: (1.0 if n == "monthly_price" else 0.0) for n in names},
+        means={n: (2980.0 if n == "monthly_price" else 0.0) for n in names},
+        scales={n: (1000.0 if n == "monthly_price" else 1.0) for n in names},
+        fill_values={n: 0.0 for n in names},
+    )
+    customers = pd.DataFrame({"customer_id": ["subscriber", "lapsed", "prospect"]})
+    ltv = pd.DataFrame({"customer_id": ["subscriber", "lapsed", "prospect"],
+                        "order_count": [3, 2, 0], "probability_alive": [0.9, 0.25, None]})  # fmt: skip
+    frame = marts.customer_churn_risk(
+        customers, ltv, sources, model, marts.ChurnSettings(as_of=AS_OF)
+    ).set_index("customer_id")
+    subscriber = frame.loc["subscriber"]
+    assert subscriber["churn_model"] == "subscription"
+    assert subscriber["subscription_id"] == 2  # the riskiest (dearer) one
+    assert subscriber["churn_probability"] == pytest.approx(1 / (1 + np.exp(-1.0)))
+    assert subscriber["churn_band"] == "high"
+    lapsed = frame.loc["lapsed"]
+    assert (lapsed["churn_model"], lapsed["churn_band"]) == ("bg_nbd", "high")
+    assert lapsed["churn_probability"] == pytest.approx(0.75)
+    assert pd.isna(lapsed["subscription_id"])
+    prospect = frame.loc["prospect"]
+    assert pd.isna(prospect["churn_model"]) and pd.isna(prospect["churn_probability"])
+    assert pd.isna(prospect["churn_band"])
+
+
+def test_without_churn_history_no_model_is_kept_and_subscribers_fall_back_to_bg_nbd():
+    subscriptions = pd.DataFrame(
+        [(1, "subscriber", T("2026-10-01"), None, "active", 1980)],
+        columns=["subscription_id", "customer_id", "started_at", "cancelled_at",
+                 "subscription_status", "monthly_price"],
+    )  # fmt: skip
+    empty = {"orders": ["customer_id", "ordered_at"],
+             "web_events": ["customer_id", "anonymous_id", "occurred_at"],
+             "email_events": ["customer_id", "campaign_id", "event_type", "occurred_at"],
+             "tickets": ["customer_id", "created_at", "resolved_at", "csat_score"]}  # fmt: skip
+    sources = churn.ChurnSources(
+        subscriptions=subscriptions, **{k: pd.DataFrame(columns=v) for k, v in empty.items()}
+    )
+    settings = marts.ChurnSettings(as_of=AS_OF)
+    evaluation, model = marts.churn_model_evaluation(sources, settings)
+    row = evaluation.iloc[0]
+    assert model is None
+    assert not row["is_model_trained"]
+    assert row["model_coefficients"] is None and row["holdout_auc"] is None
+    assert (row["train_row_count"], row["holdout_row_count"]) == (0, 0)
+    assert row["calibration_bins"] == "[]"
+    ltv = pd.DataFrame({"customer_id": ["subscriber"], "order_count": [2],
+                        "probability_alive": [0.8]})  # fmt: skip
+    risk = marts.customer_churn_risk(ltv[["customer_id"]], ltv, sources, None, settings)
+    assert risk.loc[0, "churn_model"] == "bg_nbd"
+    assert risk.loc[0, "churn_probability"] == pytest.approx(0.2)
