@@ -65,7 +65,7 @@ def run_pipeline(
     return run_dag(settings, logical_date, AUDIENCES_DAG_ID, airflow_home)
 
 
-def _latest_report(settings: Settings) -> dict | None:
+def _latest_report(settings: Settings, dag_id: str) -> dict | None:
     from crm360.warehouse import connect
 
     with connect(settings.warehouse, read_only=True) as con:
@@ -76,7 +76,8 @@ def _latest_report(settings: Settings) -> dict | None:
         if not exists:
             return None
         row = con.execute(
-            "select report from ops.run_reports order by created_at desc limit 1"
+            "select report from ops.run_reports where dag_id = ? order by created_at desc limit 1",
+            [dag_id],
         ).fetchone()
     return json.loads(row[0]) if row else None
 
@@ -105,11 +106,12 @@ def print_summary(settings: Settings, elapsed: float) -> None:
             f"  audience {latest.parent.name}: {pointer['row_count']:,} customers "
             f"-> {latest.parent / pointer['path']}"
         )
-    report = _latest_report(settings)
-    if report:
-        from crm360.report import format_report
+    from crm360.report import format_report
 
-        print("\nRun report (ops.run_reports):\n" + format_report(report))
+    for dag_id in (DAG_ID, AUDIENCES_DAG_ID):
+        report = _latest_report(settings, dag_id)
+        if report:
+            print(f"\nRun report of {dag_id} (ops.run_reports):\n" + format_report(report))
     print(
         "\nQuery the marts: .venv/bin/crm360 sql "
         '"select rfm_segment, count(*) from marts.customer_rfm group by 1"'

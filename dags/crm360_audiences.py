@@ -22,8 +22,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, get_current_context, task, teardown
 
-from crm360.assets import PUBLISHED_MARTS
-from crm360.notify import on_task_failure
+from crm360.assets import PUBLISHED_MARTS, task_defaults
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +33,7 @@ log = logging.getLogger(__name__)
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={
-        "owner": "data-eng",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=2),
-        "retry_exponential_backoff": True,
-        "execution_timeout": timedelta(hours=1),
-        "pool": "warehouse_writer",
-        "on_failure_callback": on_task_failure,
-    },
+    default_args=task_defaults(execution_timeout=timedelta(hours=1)),
     tags=["crm360", "activation"],
     doc_md=__doc__,
 )

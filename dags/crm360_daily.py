@@ -31,8 +31,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import chain, dag, get_current_context, task, teardown
 
-from crm360.assets import PUBLISHED_MARTS
-from crm360.notify import on_task_failure
+from crm360.assets import PUBLISHED_MARTS, task_defaults
 from ingestion import SOURCES
 
 # "@daily" by default; "none" leaves runs to triggers (REST API, `airflow dags trigger`, tests)
@@ -52,15 +51,7 @@ def _run_id() -> str:
     end_date=pendulum.parse(END_DATE) if END_DATE else None,
     catchup=False,
     max_active_runs=1,
-    default_args={
-        "owner": "data-eng",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=2),
-        "retry_exponential_backoff": True,
-        "execution_timeout": timedelta(hours=2),
-        "pool": "warehouse_writer",
-        "on_failure_callback": on_task_failure,
-    },
+    default_args=task_defaults(execution_timeout=timedelta(hours=2)),
     tags=["crm360", "daily"],
     doc_md=__doc__,
 )
