@@ -129,6 +129,8 @@ def snapshot(sources: ChurnSources, cutoff: date, label_days: int | None) -> pd.
     ]
     if label_days is None:  # scoring: the contract is active today (not paused)
         running = running[running["subscription_status"] != "paused"]
+    # a fixed row order: the fit and its floating-point sums must not depend on scan order
+    running = running.sort_values("subscription_id", kind="stable")
     frame = running[["subscription_id", "customer_id", "monthly_price"]].copy()
     frame["snapshot_date"] = cutoff
     frame["tenure_days"] = (at - running["started_at"]).dt.days.astype(float)
