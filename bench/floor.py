@@ -11,7 +11,9 @@ scanned by SQLite itself (`count(*)` and `max(updated_at)` per table).
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -86,3 +88,13 @@ def _scan_crm(source_dir: Path, as_of: date) -> dict:
         ).fetchone()[0]
     con.close()
     return {"rows": rows, "seconds": time.perf_counter() - started}
+
+
+def main() -> int:
+    result = scan_sources(Path(sys.argv[1]), date.fromisoformat(sys.argv[2]))
+    print("BENCH-RESULT " + json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
