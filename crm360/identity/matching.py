@@ -10,6 +10,9 @@ the threshold come from config/identity.yml.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -46,6 +49,29 @@ def _blocks(rules):
     return [block_on(*columns) for columns in rules]
 
 
+def _memory_config() -> dict:
+    """DuckDB's memory limit for the matching database: CRM360_SPLINK_MEMORY_LIMIT (e.g.
+    '8GB'), else DuckDB's default (80% of RAM). Beyond it, DuckDB spills to a temp folder."""
+    limit = os.environ.get("CRM360_SPLINK_MEMORY_LIMIT")
+    return {"memory_limit": limit} if limit else {}
+
+
+def _compared_pairs(db_api, config: Probabilistic) -> int:
+    """Pairs the prediction blocking rules put together (each pair once), counted exactly by
+    Splink's blocking analysis; the prediction itself keeps only the pairs above the
+    threshold."""
+    from splink.blocking_analysis import count_comparisons_from_blocking_rules
+
+    counts = count_comparisons_from_blocking_rules(
+        db_api.register("match_input"),
+        blocking_rules=_blocks(config.blocking_rules),
+        link_type="dedupe_only",
+        unique_id_column_name="record_id",
+        record_sample_proportion=1.0,
+    )
+    return int(counts[-1]["cumulative_comparison_count"]) if counts else 0
+
+
 def match_records(records: pa.Table, config: Probabilistic) -> MatchResult:
     """Score the pairs of `records` (a `record_id` column plus the match columns) that share a
     block; return the pairs at or above the threshold."""
@@ -53,7 +79,8 @@ def match_records(records: pa.Table, config: Probabilistic) -> MatchResult:
     from splink import DuckDBAPI, Linker, SettingsCreator
 
     started = time.monotonic()
-    mem = duckdb.connect()
+    spill = tempfile.mkdtemp(prefix="crm360-splink-")
+    mem = duckdb.connect(config={"temp_directory": spill, **_memory_config()})
     mem.register("records_arrow", records)
     mem.execute("create table match_input as select * from records_arrow")
     mem.unregister("records_arrow")
@@ -78,22 +105,22 @@ def match_records(records: pa.Table, config: Probabilistic) -> MatchResult:
         linker.training.estimate_parameters_using_expectation_maximisation(
             rule, estimate_without_term_frequencies=True
         )
-    predictions = linker.inference.predict()
-    name = predictions.physical_name
-    compared = mem.execute(f"select count(*) from {name}").fetchone()[0]
-    pairs = mem.execute(
+    # only pairs at or above the threshold are kept: at a million people the blocks yield
+    # tens of millions of scored pairs, which need not be stored
+    predictions = linker.inference.predict(threshold_match_probability=config.threshold)
+    compared = _compared_pairs(db_api, config)
+    pairs = mem.sql(
         f"""
         select least(record_id_l, record_id_r) as record_id_l,
             greatest(record_id_l, record_id_r) as record_id_r,
             match_probability, match_weight,
-        from {name}
-        where match_probability >= ?
+        from {predictions.physical_name}
         order by match_weight desc, 1, 2
-        """,
-        [config.threshold],
+        """
     ).to_arrow_table()
     parameters = linker.misc.save_model_to_json()
     mem.close()
+    shutil.rmtree(spill, ignore_errors=True)
     seconds = round(time.monotonic() - started, 3)
     log.info(
         "splink: %d pairs compared, %d above %.3f in %.1f s",
