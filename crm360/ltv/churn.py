@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
@@ -79,6 +79,8 @@ class ChurnSources:
     web_events: pd.DataFrame
     email_events: pd.DataFrame
     tickets: pd.DataFrame
+    # session starts of web_events, computed once for every snapshot
+    web_sessions: pd.DataFrame = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # time columns as naive datetimes, even when empty or all null
@@ -87,6 +89,7 @@ class ChurnSources:
             for column in columns:
                 frame[column] = _naive_times(frame[column])
             object.__setattr__(self, name, frame)
+        object.__setattr__(self, "web_sessions", web_session_starts(self.web_events))
 
 
 _TIME_COLUMNS = {
@@ -158,7 +161,7 @@ def _window_count(
 
 def _add_counts(frame: pd.DataFrame, sources: ChurnSources, at) -> pd.DataFrame:
     orders, tickets, email = sources.orders, sources.tickets, sources.email_events
-    sessions = web_session_starts(sources.web_events)
+    sessions = sources.web_sessions
     before = orders[orders["ordered_at"] < at]
     last_order = before.groupby("customer_id")["ordered_at"].max()
     resolved = tickets[tickets["resolved_at"] < at]  # a CSAT is known once the ticket is resolved

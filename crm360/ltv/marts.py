@@ -227,6 +227,33 @@ class ChurnSettings:
     calibration_bins: int = 5
 
 
+# what the churn features read of each log: only these columns and rows are loaded into
+# pandas (the web and e-mail logs are the largest tables of the warehouse)
+CHURN_INPUTS = {
+    "linked": ("customer_id, source, source_key", None),
+    "subscriptions": ("*", None),
+    "orders": ("customer_id, ordered_at, is_completed", None),
+    "web_events": ("anonymous_id, occurred_at", None),
+    "email_events": (
+        "contact_id, campaign_id, event_type, occurred_at",
+        "event_type in ('open', 'click')",
+    ),
+    "tickets": ("ticket_id, created_at, resolved_at, csat_score", None),
+}
+
+
+def read_churn_inputs(**relations) -> dict[str, pd.DataFrame]:
+    """The DuckDB relations of a dbt Python model's refs (named as `churn_sources`' arguments),
+    read as dataframes of just the columns and rows the churn features use."""
+    frames = {}
+    for name, relation in relations.items():
+        columns, where = CHURN_INPUTS[name]
+        if where:
+            relation = relation.filter(where)
+        frames[name] = relation.project(columns).df()
+    return frames
+
+
 def churn_sources(
     linked: pd.DataFrame,
     subscriptions: pd.DataFrame,

@@ -8,6 +8,7 @@ from crm360.ltv.marts import (
     churn_model_evaluation,
     churn_sources,
     parse_as_of,
+    read_churn_inputs,
 )
 
 
@@ -19,12 +20,14 @@ def model(dbt, session):
         calibration_bins=int(dbt.config.get("calibration_bins")),
     )
     sources = churn_sources(
-        linked=dbt.ref("int_customers__linked").df(),
-        subscriptions=dbt.ref("stg_shop__subscriptions").df(),
-        orders=dbt.ref("int_orders__priced").df(),
-        web_events=dbt.ref("stg_web__events").df(),
-        email_events=dbt.ref("stg_email__events").df(),
-        tickets=dbt.ref("stg_support__tickets").df(),
+        **read_churn_inputs(
+            linked=dbt.ref("int_customers__linked"),
+            subscriptions=dbt.ref("stg_shop__subscriptions"),
+            orders=dbt.ref("int_orders__priced"),
+            web_events=dbt.ref("stg_web__events"),
+            email_events=dbt.ref("stg_email__events"),
+            tickets=dbt.ref("stg_support__tickets"),
+        )
     )
     evaluation, _ = churn_model_evaluation(sources, settings)
     return as_arrow(evaluation)

@@ -10,6 +10,7 @@ from crm360.ltv.marts import (
     customer_churn_risk,
     evaluation_for,
     parse_as_of,
+    read_churn_inputs,
 )
 
 
@@ -22,12 +23,14 @@ def model(dbt, session):
     )
     evaluation = evaluation_for(dbt.ref("churn_model_evaluation").df(), settings.as_of)
     sources = churn_sources(
-        linked=dbt.ref("int_customers__linked").df(),
-        subscriptions=dbt.ref("stg_shop__subscriptions").df(),
-        orders=dbt.ref("int_orders__priced").df(),
-        web_events=dbt.ref("stg_web__events").df(),
-        email_events=dbt.ref("stg_email__events").df(),
-        tickets=dbt.ref("stg_support__tickets").df(),
+        **read_churn_inputs(
+            linked=dbt.ref("int_customers__linked"),
+            subscriptions=dbt.ref("stg_shop__subscriptions"),
+            orders=dbt.ref("int_orders__priced"),
+            web_events=dbt.ref("stg_web__events"),
+            email_events=dbt.ref("stg_email__events"),
+            tickets=dbt.ref("stg_support__tickets"),
+        )
     )
     risk = customer_churn_risk(
         customers=dbt.ref("customer_360").df(),
