@@ -237,6 +237,45 @@ def test_uplift_is_null_exactly_for_campaigns_without_a_control_group(mart_wareh
     }
 
 
+def newcombe_interval(x1: int, n1: int, x2: int, n2: int, level: float) -> tuple[float, float]:
+    """Newcombe's hybrid score interval of p1 - p2 (method 10 of Newcombe 1998)."""
+    z = statistics.NormalDist().inv_cdf((1 + level) / 2)
+
+    def wilson(x: int, n: int) -> tuple[float, float]:
+        p = x / n
+        centre = p + z * z / (2 * n)
+        half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+        return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+    p1, p2 = x1 / n1, x2 / n2
+    (l1, u1), (l2, u2) = wilson(x1, n1), wilson(x2, n2)
+    difference = p1 - p2
+    return (
+        difference - ((p1 - l1) ** 2 + (u2 - p2) ** 2) ** 0.5,
+        difference + ((u1 - p1) ** 2 + (p2 - l2) ** 2) ** 0.5,
+    )
+
+
+@pytest.mark.slow
+def test_uplift_interval_is_newcombes_on_every_campaign_with_a_control_group(mart_warehouse):
+    with connect(mart_warehouse.warehouse, read_only=True) as con:
+        rows = fetch(
+            con,
+            """
+            select campaign_id, rfm_segment, treated_conversion_count, treated_count,
+                control_conversion_count, control_count, uplift_confidence_level,
+                uplift_ci_lower, uplift_ci_upper
+            from marts.campaign_performance
+            where uplift is not null
+            """,
+        )
+    assert rows
+    for campaign, segment, x1, n1, x2, n2, level, lower, upper in rows:
+        expected = newcombe_interval(int(x1), int(n1), int(x2), int(n2), float(level))
+        assert (lower, upper) == pytest.approx(expected, abs=6e-5), (campaign, segment)
+        assert -1 <= lower <= upper <= 1
+
+
 # --- contact pressure and best time ----------------------------------------------------------------
 
 

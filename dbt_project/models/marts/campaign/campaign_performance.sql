@@ -119,31 +119,46 @@ rates as (
     from campaign_rows
 ),
 
-uplift as (
+wilson as (
+    -- Wilson score interval of each conversion rate (it stays inside [0, 1] and keeps a
+    -- width at 0 % or 100 %, where the Wald interval collapses to a point)
     select
         rates.*,
-        rates.treated_conversion_rate - rates.control_conversion_rate as uplift,
-        -- Wald standard error of the difference of two independent proportions
-        sqrt(
-            rates.treated_conversion_rate * (1 - rates.treated_conversion_rate)
-                / rates.treated_count
-            + rates.control_conversion_rate * (1 - rates.control_conversion_rate)
-                / rates.control_count
-        ) as uplift_standard_error,
-        -- revenue and margin per treated customer above those per control customer
-        case when rates.treated_conversion_rate is not null
-            and rates.control_conversion_rate is not null
-            then rates.treated_window_revenue / rates.treated_count
-                - rates.control_window_revenue / rates.control_count
-        end as uplift_revenue_per_customer,
-        case when rates.treated_conversion_rate is not null
-            and rates.control_conversion_rate is not null
-            then rates.treated_window_gross_margin / rates.treated_count
-                - rates.control_window_gross_margin / rates.control_count
-        end as uplift_gross_margin_per_customer,
         critical_value.z,
+        {{ wilson_bound('treated_conversion_rate', 'treated_count', 'z', -1) }} as treated_rate_lower,
+        {{ wilson_bound('treated_conversion_rate', 'treated_count', 'z', 1) }} as treated_rate_upper,
+        {{ wilson_bound('control_conversion_rate', 'control_count', 'z', -1) }} as control_rate_lower,
+        {{ wilson_bound('control_conversion_rate', 'control_count', 'z', 1) }} as control_rate_upper,
     from rates
     cross join critical_value
+),
+
+uplift as (
+    select
+        wilson.*,
+        wilson.treated_conversion_rate - wilson.control_conversion_rate as uplift,
+        -- Newcombe's hybrid score interval for a difference of two independent proportions
+        -- (Newcombe 1998, method 10), from the two Wilson intervals
+        wilson.treated_conversion_rate - wilson.control_conversion_rate - sqrt(
+            pow(wilson.treated_conversion_rate - wilson.treated_rate_lower, 2)
+            + pow(wilson.control_rate_upper - wilson.control_conversion_rate, 2)
+        ) as uplift_lower_bound,
+        wilson.treated_conversion_rate - wilson.control_conversion_rate + sqrt(
+            pow(wilson.treated_rate_upper - wilson.treated_conversion_rate, 2)
+            + pow(wilson.control_conversion_rate - wilson.control_rate_lower, 2)
+        ) as uplift_upper_bound,
+        -- revenue and margin per treated customer above those per control customer
+        case when wilson.treated_conversion_rate is not null
+            and wilson.control_conversion_rate is not null
+            then wilson.treated_window_revenue / wilson.treated_count
+                - wilson.control_window_revenue / wilson.control_count
+        end as uplift_revenue_per_customer,
+        case when wilson.treated_conversion_rate is not null
+            and wilson.control_conversion_rate is not null
+            then wilson.treated_window_gross_margin / wilson.treated_count
+                - wilson.control_window_gross_margin / wilson.control_count
+        end as uplift_gross_margin_per_customer,
+    from wilson
 ),
 
 final as (
@@ -191,8 +206,8 @@ final as (
 
         -- uplift over the control group
         round(uplift, 4) as uplift,
-        round(uplift - z * uplift_standard_error, 4) as uplift_ci_lower,
-        round(uplift + z * uplift_standard_error, 4) as uplift_ci_upper,
+        round(uplift_lower_bound, 4) as uplift_ci_lower,
+        round(uplift_upper_bound, 4) as uplift_ci_upper,
         {{ confidence_level }} as uplift_confidence_level,
         round(uplift * treated_count, 2) as incremental_conversions,
         round(uplift_revenue_per_customer * treated_count, 2) as incremental_revenue,
