@@ -2,7 +2,8 @@
 -- (rfm_segment = 'All', is_campaign_total): reach and engagement, conversions within the
 -- attribution window for the treated and the control group, last-touch revenue and margin,
 -- cost and ROI, and the uplift over the control group with its confidence interval.
--- The segment is the customer's RFM segment as of the run (customer_rfm), not at send time.
+-- The segment is the customer's RFM segment at the start of the send month
+-- (customer_monthly_history), so segment rows describe the audience as it was when sent.
 {%- set confidence_level = var('uplift_confidence_level') | float %}
 {%- if not (0 < confidence_level < 1) %}
     {{ exceptions.raise_compiler_error(
@@ -19,8 +20,8 @@ campaigns as (
     where sent_at < {{ as_of_date() }}
 ),
 
-rfm as (
-    select * from {{ ref('customer_rfm') }}
+history as (
+    select * from {{ ref('customer_monthly_history') }}
 ),
 
 critical_value as (
@@ -31,11 +32,22 @@ critical_value as (
 segmented as (
     select
         outcomes.*,
-        case when rfm.customer_id is null then 'No purchase' else rfm.rfm_segment end
-            as rfm_segment,
+        case
+            -- sent before the first month the history covers (var history_months)
+            when date_trunc('month', campaigns.sent_at)
+                < cast(date_trunc('month', {{ as_of_date() }})
+                    - to_months({{ var('history_months') }} - 1) as date)
+                then 'Before history'
+            -- no completed order in the RFM window at the start of the send month
+            when history.rfm_segment is null then 'No purchase'
+            else history.rfm_segment
+        end as rfm_segment,
     from outcomes
-    left join rfm
-        on outcomes.customer_id = rfm.customer_id
+    inner join campaigns
+        on outcomes.campaign_id = campaigns.campaign_id
+    left join history
+        on outcomes.customer_id = history.customer_id
+        and history.as_of_date = cast(date_trunc('month', campaigns.sent_at) as date)
 ),
 
 aggregated as (
