@@ -1,18 +1,27 @@
-"""Publishing audience files so that a reader never sees a half-written export.
+"""Publishing audience files so that a marketing tool never reads a half-written or unsafe
+export.
 
 Layout under the export folder, per audience:
 
-    <audience>/<run>/<audience>.csv      the audience
-    <audience>/<run>/manifest.json       what it is: run, counts, columns, sha256, quality
-    <audience>/latest.json               pointer to the newest complete run, moved last
+    <audience>/<run>/<destination>.<ext>            everyone in the audience, in that format
+    <audience>/<run>/<destination>.added.<ext>      joined since the previous export
+    <audience>/<run>/<destination>.removed.<ext>    left since the previous export
+    <audience>/<run>/members.parquet                who was exported (the next run's delta base)
+    <audience>/<run>/manifest.json                  run, counts, columns, sha256 per file, ...
+    <audience>/latest.json                          pointer to the newest complete run, moved last
 
-A run folder is written as a hidden temporary folder and renamed into place in one step, and
-`latest.json` is replaced by rename after that; a crash at any point leaves the previous
-export and pointer exactly as they were.
+Every customer the definition selects goes through the same suppression, whatever the format:
+deletion requested, do-not-contact, opted out (no opt-in, or unsubscribed), hard-bounced, no
+contact point for the channel, and over a contact cap. Of the rest, a stable hash-based share
+is held back as the control group (recorded, never exported). A run folder is written as a
+hidden temporary folder and renamed into place in one step; `latest.json` is replaced by rename
+after that, so a crash at any point leaves the previous export and pointer exactly as they
+were.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -21,11 +30,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from activation.audiences import Audience
+from activation import hashing
+from activation.audiences import Audience, Destination
 from crm360.fileio import sha256_of, write_atomic
 
 if TYPE_CHECKING:
     import duckdb
+    import polars as pl
+
+SUPPRESSION_REASONS = (
+    "deletion_requested",
+    "do_not_contact",
+    "opted_out",
+    "hard_bounced",
+    "no_contact_point",
+    "contact_cap",
+)
+# identifiers kept for every member, so that a later run can write removals in any format
+IDENTIFIER_COLUMNS = ("customer_id", "email", "phone_e164")
+EXTENSIONS = {
+    "csv": "csv",
+    "parquet": "parquet",
+    "google_customer_match": "csv",
+    "meta_custom_audience": "csv",
+}
+COUNTRY = "JP"
 
 
 def run_folder_name(run_id: str) -> str:
@@ -38,11 +67,134 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
 
 
 def audience_query(audience: Audience) -> str:
-    columns = ", ".join(audience.columns)
-    return (
-        f"select {columns} from marts.customer_360 "
-        f"where ({audience.where}) and {audience.suppression} order by customer_id"
-    )
+    """Every customer the definition selects, with the first suppression reason that applies
+    (null when none does)."""
+    if audience.channel == "email":
+        no_contact_point = "email is null or not coalesce(has_valid_email, false)"
+    else:
+        no_contact_point = "email is null and phone_e164 is null"
+    caps = []
+    if audience.max_contacts_7d is not None:
+        caps.append(f"send_count_7d >= {int(audience.max_contacts_7d)}")
+    if audience.max_contacts_30d is not None:
+        caps.append(f"send_count_30d >= {int(audience.max_contacts_30d)}")
+    cap = " or ".join(caps) or "false"
+    return f"""
+        select *,
+            case
+                when coalesce(is_deletion_requested, true) then 'deletion_requested'
+                when coalesce(is_do_not_contact, true) then 'do_not_contact'
+                when not coalesce(is_email_opted_in, false)
+                    or coalesce(has_unsubscribed, true) then 'opted_out'
+                when coalesce(has_hard_bounced, true) then 'hard_bounced'
+                when {no_contact_point} then 'no_contact_point'
+                when {cap} then 'contact_cap'
+            end as suppression_reason,
+        from marts.audience_base
+        where ({audience.where})
+        order by customer_id
+    """
+
+
+def in_control_group(audience_name: str, customer_id: str, percent: float) -> bool:
+    """Stable holdout: the same customer is in or out of an audience's control group on every
+    run (SHA-256 of '<audience>:<customer_id>', first 8 hex digits, modulo 10,000 basis
+    points)."""
+    digest = hashlib.sha256(f"{audience_name}:{customer_id}".encode()).hexdigest()
+    return int(digest[:8], 16) % 10_000 < round(percent * 100)
+
+
+def select_members(con: duckdb.DuckDBPyConnection, audience: Audience) -> tuple[pl.DataFrame, dict]:
+    """(eligible customers with `is_control`, counts). Suppressed customers are only counted."""
+    import polars as pl
+
+    selected = con.sql(audience_query(audience)).pl()
+    reasons = selected.get_column("suppression_reason").value_counts()
+    suppressed = {reason: 0 for reason in SUPPRESSION_REASONS}
+    for reason, count in reasons.iter_rows():
+        if reason is not None:
+            suppressed[reason] = count
+    eligible = selected.filter(pl.col("suppression_reason").is_null())
+    control = [
+        in_control_group(audience.name, customer_id, audience.control_group_percent)
+        for customer_id in eligible.get_column("customer_id").to_list()
+    ]
+    eligible = eligible.with_columns(pl.Series("is_control", control, dtype=pl.Boolean))
+    counts = {
+        "selected": selected.height,
+        "suppressed": suppressed,
+        "suppressed_total": sum(suppressed.values()),
+        "control_group": int(sum(control)),
+        "exported": eligible.height - int(sum(control)),
+    }
+    return eligible, counts
+
+
+def _hashed(frame: pl.DataFrame, columns: dict) -> pl.DataFrame:
+    """A frame of `columns` (output name -> (source column, function))."""
+    import polars as pl
+
+    return pl.DataFrame({
+        name: pl.Series(name, [function(v) for v in frame.get_column(source).to_list()],
+                        dtype=pl.String)
+        for name, (source, function) in columns.items()
+    })  # fmt: skip
+
+
+def render(frame: pl.DataFrame, destination: Destination, columns: tuple[str, ...]):
+    """The rows of one destination's file: the audience's columns, or a platform's layout."""
+    import polars as pl
+
+    if destination.format in ("csv", "parquet"):
+        return frame.select(list(columns))
+    if destination.format == "google_customer_match":
+        out = _hashed(frame, {"Email": ("email", hashing.google_email),
+                              "Phone": ("phone_e164", hashing.google_phone)})  # fmt: skip
+        return out.with_columns(pl.lit(COUNTRY).alias("Country"))
+    if destination.format == "meta_custom_audience":
+        out = _hashed(frame, {"email": ("email", hashing.meta_email),
+                              "phone": ("phone_e164", hashing.meta_phone)})  # fmt: skip
+        return out.with_columns(pl.lit(hashing.meta_country(COUNTRY)).alias("country"))
+    raise ValueError(f"unknown format {destination.format!r}")
+
+
+def _write(rows: pl.DataFrame, path: Path, destination: Destination) -> dict:
+    """Write one file; for CP932, characters the code page lacks become '?' and are counted."""
+    info = {"rows": rows.height, "encoding": None, "unencodable_characters": 0}
+    if destination.format == "parquet":
+        rows.write_parquet(path)
+    else:
+        text = rows.write_csv()
+        info["encoding"] = destination.encoding
+        if destination.encoding == "cp932":
+            bad = [ch for ch in set(text) if not _encodable(ch, "cp932")]
+            info["unencodable_characters"] = sum(text.count(ch) for ch in bad)
+            path.write_bytes(text.encode("cp932", errors="replace"))
+        else:
+            path.write_bytes(text.encode("utf-8"))
+    return info
+
+
+def _encodable(character: str, encoding: str) -> bool:
+    try:
+        character.encode(encoding)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def previous_members(audience_dir: Path) -> tuple[str | None, pl.DataFrame | None]:
+    """The run id and members of the export `latest.json` points to (None before the first)."""
+    import polars as pl
+
+    pointer = audience_dir / "latest.json"
+    if not pointer.exists():
+        return None, None
+    latest = json.loads(pointer.read_text(encoding="utf-8"))
+    members = audience_dir / latest["path"] / "members.parquet"
+    if not members.exists():
+        return latest["run_id"], None
+    return latest["run_id"], pl.read_parquet(members)
 
 
 def publish_audience(
@@ -52,37 +204,72 @@ def publish_audience(
     run_id: str,
     quality: dict,
 ) -> dict:
-    """Select the audience, write its files and manifest, then move `latest` to this run."""
-    frame = con.sql(audience_query(audience)).pl()
+    """Select, suppress and split the audience, write every destination's files, the delta
+    files and the manifest into a temporary folder, swap it into place, then move `latest`."""
+    import polars as pl
+
+    eligible, counts = select_members(con, audience)
+    members = eligible.filter(~pl.col("is_control"))
+    keep = list(dict.fromkeys([*IDENTIFIER_COLUMNS, *audience.columns]))
+    members = members.select(keep)
+
     audience_dir = export_dir / audience.name
+    previous_run, previous = previous_members(audience_dir)
+    if previous is None:
+        added, removed = members, members.clear()
+    else:
+        previous = previous.select([c for c in keep if c in previous.columns])
+        for column in keep:  # a column added to the definition since: empty in old rows
+            if column not in previous.columns:
+                previous = previous.with_columns(pl.lit(None, members.schema[column]).alias(column))
+        previous = previous.select(keep).cast(members.schema)
+        added = members.join(previous, on="customer_id", how="anti")
+        removed = previous.join(members, on="customer_id", how="anti")
+
     final = audience_dir / run_folder_name(run_id)
     staging = audience_dir / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
 
     files = []
-    if "csv" in audience.formats:
-        csv_path = staging / f"{audience.name}.csv"
-        frame.write_csv(csv_path)
-        files.append(
-            {
-                "name": csv_path.name,
-                "format": "csv",
-                "encoding": "utf-8",
-                "rows": frame.height,
-                "sha256": sha256_of(csv_path),
-            }
-        )
+    for destination in audience.destinations:
+        extension = EXTENSIONS[destination.format]
+        for part, frame in (("", members), (".added", added), (".removed", removed)):
+            path = staging / f"{destination.file_stem}{part}.{extension}"
+            rows = render(frame, destination, audience.columns)
+            info = _write(rows, path, destination)
+            files.append({
+                "name": path.name,
+                "destination": destination.name,
+                "format": destination.format,
+                "part": part.lstrip(".") or "full",
+                "columns": rows.columns,
+                **info,
+                "sha256": sha256_of(path),
+            })  # fmt: skip
+    members.write_parquet(staging / "members.parquet")
     manifest = {
         "audience": audience.name,
         "description": audience.description,
         "owner": audience.owner,
         "channel": audience.channel,
+        "where": audience.where,
         "run_id": run_id,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "row_count": frame.height,
-        "columns": list(frame.columns),
+        "row_count": members.height,
+        "columns": list(audience.columns),
         "files": files,
+        "counts": counts,
+        "control_group_percent": audience.control_group_percent,
+        "contact_caps": {
+            "max_contacts_7d": audience.max_contacts_7d,
+            "max_contacts_30d": audience.max_contacts_30d,
+        },
+        "delta": {
+            "previous_run_id": previous_run,
+            "added": added.height,
+            "removed": removed.height,
+        },
         "quality": quality,
         "definition_sha256": audience.definition_sha256,
     }
@@ -102,7 +289,60 @@ def publish_audience(
             "run_id": run_id,
             "path": final.name,
             "manifest": f"{final.name}/manifest.json",
-            "row_count": frame.height,
+            "row_count": members.height,
         },
     )
-    return {"audience": audience.name, "rows": frame.height, "path": str(final)}
+    return {
+        "audience": audience.name,
+        "rows": members.height,
+        "path": str(final),
+        "control_group": counts["control_group"],
+        "suppressed": counts["suppressed_total"],
+        "added": added.height,
+        "removed": removed.height,
+        "members": eligible.select("customer_id", "is_control"),
+    }
+
+
+_MEMBERS_DDL = """
+create schema if not exists activation;
+create table if not exists activation.audience_members (
+    run_id varchar not null,
+    audience varchar not null,
+    customer_id varchar not null,
+    is_control boolean not null,
+    control_group_percent double not null,
+    exported_at timestamptz not null
+);
+"""
+
+
+def record_members(
+    con: duckdb.DuckDBPyConnection, audience: Audience, run_id: str, members: pl.DataFrame
+) -> int:
+    """Store who was exported and who was held back (control) for this run and audience, so
+    that uplift can be measured later; a re-run of the same run replaces its rows."""
+    import polars as pl
+
+    frame = members.with_columns(
+        pl.lit(run_id).alias("run_id"),
+        pl.lit(audience.name).alias("audience"),
+        pl.lit(audience.control_group_percent).alias("control_group_percent"),
+    )
+    con.execute(_MEMBERS_DDL)
+    con.execute("begin")
+    con.execute(
+        "delete from activation.audience_members where run_id = ? and audience = ?",
+        [run_id, audience.name],
+    )
+    con.register("new_members", frame.to_arrow())
+    con.execute(
+        """
+        insert into activation.audience_members
+        select run_id, audience, customer_id, is_control, control_group_percent, now()
+        from new_members
+        """
+    )
+    con.unregister("new_members")
+    con.execute("commit")
+    return frame.height

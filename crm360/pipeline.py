@@ -117,22 +117,27 @@ def published_marts_state(settings: Settings | None = None) -> dict:
 
 
 def export_audiences(run_id: str, quality: dict, settings: Settings | None = None) -> dict:
-    """Publish every audience from the analysts' copy of the marts (what the gate passed);
-    refuses to run unless the gate passed (or only warned)."""
+    """Publish every audience from the analysts' copy of the marts (what the gate passed) and
+    record its members and control group in the warehouse; refuses to run unless the gate
+    passed (or only warned). Every definition is validated before any file is written."""
     from activation.audiences import load_audiences
-    from activation.publish import publish_audience
+    from activation.publish import publish_audience, record_members
 
     if quality.get("status") not in ("passed", "warning"):
         raise RuntimeError(f"refusing to export: quality gate status is {quality.get('status')!r}")
     settings = settings or load_settings()
     started = time.monotonic()
     quality = {k: v for k, v in quality.items() if k != "seconds"}
+    audiences = load_audiences()
     with connect(settings.published_warehouse, read_only=True) as con:
-        audiences = [
-            publish_audience(con, audience, settings.export_dir, run_id, quality)
-            for audience in load_audiences()
+        results = [
+            (audience, publish_audience(con, audience, settings.export_dir, run_id, quality))
+            for audience in audiences
         ]
-    return {"audiences": audiences, "seconds": _seconds_since(started)}
+    with connect(settings.warehouse) as con:
+        for audience, result in results:
+            record_members(con, audience, run_id, result.pop("members"))
+    return {"audiences": [r for _, r in results], "seconds": _seconds_since(started)}
 
 
 def report_run(

@@ -142,7 +142,11 @@ def format_report(report: dict) -> str:
     if "quality" in report:
         lines.append(f"  data quality: {report['quality']['status']}")
     for audience in report.get("exports", {}).get("audiences", []):
-        lines.append(f"  audience {audience['audience']}: {audience['rows']:,} customers")
+        lines.append(
+            f"  audience {audience['audience']}: {audience['rows']:,} exported, "
+            f"{audience.get('control_group', 0):,} held back, {audience.get('suppressed', 0):,} "
+            f"suppressed (+{audience.get('added', 0):,} / -{audience.get('removed', 0):,})"
+        )
     for stage, seconds in report["stage_seconds"].items():
         if not stage.startswith("ingest_") and seconds is not None:
             lines.append(f"  {stage}: {seconds:.1f} s")

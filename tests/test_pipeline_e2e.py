@@ -19,6 +19,8 @@ import pytest
 import yaml
 from conftest import make_settings
 
+from activation.audiences import load_audiences
+from activation.publish import in_control_group
 from crm360.cli import run_pipeline
 from crm360.demo.generator import generate_demo
 from crm360.settings import PROJECT_ROOT
@@ -90,12 +92,14 @@ def blocked_email(email):
     return email in blocked["values"] or any(re.search(p, email) for p in blocked["patterns"])
 
 
-def unsubscribed_contacts(source_dir, as_of):
+def unsubscribed_contacts(source_dir, as_of, event_type="unsubscribe", bounce_type=""):
+    """Contacts with an e-mail event of this type (and bounce type) before as_of."""
     cutoff = datetime.combine(as_of, time(), tzinfo=UTC)
     out = set()
     for path in (source_dir / "email").glob("events_*.csv"):
         for row in csv.DictReader(path.read_text(encoding="utf-8").splitlines()):
-            if row["event_type"] == "unsubscribe" and parses(
+            kind = (row["event_type"], row["bounce_type"] if bounce_type else "")
+            if kind == (event_type, bounce_type) and parses(
                 row["occurred_at"], datetime.fromisoformat
             ):
                 if datetime.fromisoformat(row["occurred_at"]).astimezone(UTC) < cutoff:
@@ -108,6 +112,7 @@ def expected_customers(source_dir, as_of, graph):
     (record id -> customer id; the graph itself is scored against the truth separately)."""
     contacts = read_contacts(source_dir)
     unsubscribed = unsubscribed_contacts(source_dir, as_of)
+    hard_bounced = unsubscribed_contacts(source_dir, as_of, "bounce", "hard")
     db = sqlite3.connect(source_dir / "shop" / "orders.sqlite")
     emails = defaultdict(set)
     for shop_id, email in db.execute("select customer_id, email from customers"):
@@ -154,6 +159,7 @@ def expected_customers(source_dir, as_of, graph):
             "orders": orders[customer],
             "dormant": dormant,
             "contactable": contactable,
+            "hard_bounced": bool(contact and contact["contact_id"] in hard_bounced),
         }
     return customers
 
@@ -195,15 +201,16 @@ def test_customer_360_matches_independent_computation(demo_run):
     with connect(settings.warehouse, read_only=True) as con:
         rows = con.execute(
             "select customer_id, total_revenue, order_count, is_dormant, is_email_contactable, "
-            "as_of_date from marts.customer_360"
+            "has_hard_bounced, as_of_date from marts.customer_360"
         ).fetchall()
     assert len(rows) == len(expected)
     actual = {
-        cid: {"revenue": int(rev), "orders": n, "dormant": dormant, "contactable": contactable}
-        for cid, rev, n, dormant, contactable, _ in rows
-    }
+        cid: {"revenue": int(rev), "orders": n, "dormant": dormant, "contactable": contactable,
+              "hard_bounced": bounced}
+        for cid, rev, n, dormant, contactable, bounced, _ in rows
+    }  # fmt: skip
     assert actual == expected
-    assert {row[5] for row in rows} == {AS_OF}
+    assert {row[6] for row in rows} == {AS_OF}
 
 
 def test_rfm_scores_every_buyer(demo_run):
@@ -223,24 +230,42 @@ def test_rfm_scores_every_buyer(demo_run):
 def test_dormant_audience_file_and_manifest(demo_run):
     settings, _, _ = demo_run
     expected = expected_customers(settings.source_dir, AS_OF, identity_graph(settings))
+    audience = next(a for a in load_audiences() if a.name == "dormant_reactivation")
     audience_dir = settings.export_dir / "dormant_reactivation"
     latest = json.loads((audience_dir / "latest.json").read_text(encoding="utf-8"))
     folder = audience_dir / latest["path"]
-    csv_path = folder / "dormant_reactivation.csv"
+    csv_path = folder / "esp.csv"
     with csv_path.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
 
-    want = {cid for cid, c in expected.items() if c["dormant"] and c["contactable"]}
+    want = {
+        cid for cid, c in expected.items()
+        if c["dormant"] and c["contactable"] and not c["hard_bounced"]
+    }  # fmt: skip
     assert want, "the demo data must contain dormant, contactable customers"
-    assert {r["customer_id"] for r in rows} == want
+    held_back = {
+        cid for cid in want
+        if in_control_group(audience.name, cid, audience.control_group_percent)
+    }  # fmt: skip
+    with connect(settings.warehouse, read_only=True) as con:
+        capped = {
+            cid
+            for (cid,) in con.execute(
+                "select customer_id from marts.customer_contact_pressure "
+                "where send_count_7d >= ? or send_count_30d >= ?",
+                [audience.max_contacts_7d, audience.max_contacts_30d],
+            ).fetchall()
+        }
+    exported = {r["customer_id"] for r in rows}
+    # nobody who is not dormant and contactable by e-mail (no hard bounce) is ever exported
+    assert exported <= want
+    assert held_back and exported == want - held_back - capped
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["row_count"] == len(rows) == latest["row_count"]
+    assert manifest["counts"]["control_group"] == len(held_back - capped)
+    assert manifest["files"][0]["name"] == "esp.csv"
     assert manifest["files"][0]["sha256"] == hashlib.sha256(csv_path.read_bytes()).hexdigest()
     assert manifest["quality"]["status"] in ("passed", "warning")
-    # nobody who is not contactable by e-mail is ever exported
-    assert not {r["customer_id"] for r in rows} - {
-        c for c, v in expected.items() if v["contactable"]
-    }
 
 
 def test_published_copy_holds_the_run(demo_run):
@@ -280,7 +305,9 @@ def test_run_reports_are_stored(demo_run):
     assert audiences["as_of_date"] == AS_OF.isoformat()
     assert audiences["quality"]["status"] == daily["quality"]["status"]
     assert audiences["quality"]["expectations"] == daily["quality"]["expectations"]
-    assert audiences["exports"]["audiences"][0]["audience"] == "dormant_reactivation"
+    assert {a["audience"] for a in audiences["exports"]["audiences"]} == {
+        a.name for a in load_audiences()
+    }
     assert set(audiences["stage_seconds"]) == {"export_audiences"}
 
 
