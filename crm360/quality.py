@@ -1,9 +1,14 @@
-"""The data-quality gate: Great Expectations checkpoints over warehouse tables.
+"""The data-quality gate: Great Expectations checkpoints over warehouse tables, per layer.
 
-Each checkpoint in `expectations/checkpoints/` validates one table (its suite's `meta.table`).
-The table is read from DuckDB into a dataframe and validated by GX's pandas engine: GX's SQL
-datasource on DuckDB returns no metric rows (DuckDB drops a pending result when SQLAlchemy
-returns the connection to its pool), so every metric here is computed on the real rows.
+Each checkpoint in `expectations/checkpoints/` validates one suite. A suite's `meta` names its
+layer (raw, staging, marts) and either a table (`meta.table`, read with just the columns in
+`meta.columns`) or a frame derived here (`meta.derived`: source freshness, RFM segment shares
+against the previous successful run). The frame is read from DuckDB and validated by GX's
+pandas engine: GX's SQL datasource on DuckDB returns no metric rows (DuckDB drops a pending
+result when SQLAlchemy returns the connection to its pool), so every metric here is computed on
+the real rows. Run-over-run limits (row counts, segment shares) come from the figures stored
+for the previous run whose gate passed, as GX suite parameters; tolerances and freshness ages
+are in `config/quality.yml`.
 
 Outcome per run: `failed` when a critical expectation fails or could not be computed (an
 expectation without an observed value never counts as a pass), `warning` when only warnings
@@ -16,7 +21,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,7 @@ _RESULTS_DDL = """
 create schema if not exists quality;
 create table if not exists quality.validation_results (
     run_id varchar not null,
+    layer varchar,
     checkpoint varchar not null,
     table_name varchar not null,
     expectation_type varchar not null,
@@ -43,6 +49,19 @@ create table if not exists quality.validation_results (
     kwargs json,
     validated_at timestamptz not null
 );
+alter table quality.validation_results add column if not exists layer varchar;
+create table if not exists quality.gate_runs (
+    run_id varchar not null,
+    as_of_date date,
+    status varchar not null,
+    expectations integer not null,
+    failed_critical integer not null,
+    failed_warning integer not null,
+    compared_with_run_id varchar,
+    metrics json,
+    data_docs varchar,
+    validated_at timestamptz not null
+);
 """
 
 
@@ -52,6 +71,7 @@ class QualityGateFailed(RuntimeError):
 
 @dataclass
 class ExpectationOutcome:
+    layer: str
     checkpoint: str
     table_name: str
     expectation_type: str
@@ -87,11 +107,22 @@ class GateResult:
     status: str
     outcomes: list[ExpectationOutcome] = field(default_factory=list)
     data_docs: str | None = None
+    as_of: date | None = None
+    compared_with_run_id: str | None = None
+    metrics: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
+        layers = {}
+        for o in self.outcomes:
+            counts = layers.setdefault(o.layer, {"expectations": 0, "failed": 0})
+            counts["expectations"] += 1
+            counts["failed"] += not o.success
         return {
             "status": self.status,
             "expectations": len(self.outcomes),
+            "layers": layers,
+            "compared_with_run_id": self.compared_with_run_id
+            or "none: no previous successful run, run-over-run limits not applied",
             "failed_critical": [o.describe() for o in self.outcomes if o.blocks],
             "failed_warning": [
                 o.describe() for o in self.outcomes if o.severity != "critical" and not o.success
@@ -108,7 +139,7 @@ def _raised(exception_info: Any) -> bool:
     return bool(getattr(exception_info, "raised_exception", False))
 
 
-def _outcome(checkpoint: str, table: str, result: Any) -> ExpectationOutcome:
+def _outcome(layer: str, checkpoint: str, table: str, result: Any) -> ExpectationOutcome:
     config = result.expectation_config
     values = dict(result.result or {})
     computed = not _raised(result.exception_info) and (
@@ -116,6 +147,7 @@ def _outcome(checkpoint: str, table: str, result: Any) -> ExpectationOutcome:
     )
     severity = getattr(config.severity, "value", str(config.severity))
     return ExpectationOutcome(
+        layer=layer,
         checkpoint=checkpoint,
         table_name=table,
         expectation_type=config.type,
@@ -131,35 +163,179 @@ def _outcome(checkpoint: str, table: str, result: Any) -> ExpectationOutcome:
     )
 
 
-def _checkpoint_tables(gx_dir: Path) -> dict[str, str]:
-    """Checkpoint name -> warehouse table, from each suite's `meta.table`."""
-    tables = {}
+CONFIG = Path(__file__).resolve().parents[1] / "config" / "quality.yml"
+
+
+def load_quality_config(path: Path | None = None) -> dict:
+    import yaml
+
+    path = path or Path(os.environ.get("CRM360_QUALITY_CONFIG", CONFIG))
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _suites(gx_dir: Path) -> dict[str, dict]:
+    """Checkpoint name -> the suite's `meta` (layer, and table + columns or derived)."""
+    suites = {}
     for path in sorted((gx_dir / "expectations").glob("*.json")):
         spec = json.loads(path.read_text(encoding="utf-8"))
-        tables[spec["name"]] = spec["meta"]["table"]
-    return tables
+        suites[spec["name"]] = spec["meta"]
+    return suites
+
+
+def _previous_run(con, run_id: str) -> tuple[str | None, dict]:
+    """The newest other run whose gate passed or only warned, and the figures it stored."""
+    exists = con.execute(
+        "select count(*) from duckdb_tables() "
+        "where schema_name = 'quality' and table_name = 'gate_runs'"
+    ).fetchall()[0][0]
+    if not exists:
+        return None, {}
+    rows = con.execute(
+        "select run_id, metrics from quality.gate_runs "
+        "where status in ('passed', 'warning') and run_id != ? "
+        "order by validated_at desc limit 1",
+        [run_id],
+    ).fetchall()
+    return (rows[0][0], json.loads(rows[0][1] or "{}")) if rows else (None, {})
+
+
+def _as_of(con) -> date | None:
+    try:
+        return con.execute("select max(as_of_date) from marts.customer_360").fetchall()[0][0]
+    except Exception:  # noqa: BLE001 - no marts yet: freshness cannot be judged
+        return None
+
+
+def _freshness(con, config: dict, as_of: date | None):
+    """One row per configured source: newest timestamp, its age in days at as_of, the limit."""
+    parts = [
+        f"""select '{name}' as source, max(try_cast({spec["column"]} as timestamptz))
+                as newest_at, {int(spec["max_age_days"])} as max_age_days
+            from {spec["table"]}"""
+        for name, spec in config["freshness"].items()
+    ]
+    at = f"timestamptz '{as_of.isoformat()} 00:00:00+00'" if as_of else "now()"
+    return con.sql(
+        f"select *, date_diff('day', newest_at, {at}) as age_days "
+        f"from ({' union all '.join(parts)}) order by source"
+    ).df()
+
+
+def _segment_shares(con, previous: dict):
+    """One row per RFM segment: its share of buyers now, in the previous successful run, and
+    the absolute change (null without a previous run)."""
+    import pandas as pd
+
+    now = con.sql(
+        "select rfm_segment, count(*) / sum(count(*)) over () as share "
+        "from marts.customer_rfm group by 1 order by 1"
+    ).df()
+    before = previous.get("rfm_segment_shares", {})
+    segments = sorted(set(now["rfm_segment"]) | set(before))
+    shares = dict(zip(now["rfm_segment"], now["share"], strict=True))
+    frame = pd.DataFrame({"rfm_segment": segments})
+    frame["share"] = [float(shares.get(s, 0.0)) for s in segments]
+    frame["previous_share"] = [before.get(s, 0.0) if before else None for s in segments]
+    frame["share_change"] = [
+        abs(now_ - prev) if prev is not None else None
+        for now_, prev in zip(frame["share"], frame["previous_share"], strict=True)
+    ]
+    return frame
+
+
+def _frames(con, suites: dict, config: dict, as_of, previous: dict) -> dict:
+    """Checkpoint name -> (table label, dataframe or the exception that stopped reading it)."""
+    frames = {}
+    for name, meta in suites.items():
+        label = meta.get("table") or f"derived:{meta.get('derived')}"
+        try:
+            if meta.get("derived") == "freshness":
+                frame = _freshness(con, config, as_of)
+            elif meta.get("derived") == "rfm_segment_shares":
+                frame = _segment_shares(con, previous)
+            else:
+                columns = ", ".join(meta.get("columns") or ["*"])
+                frame = con.sql(f"select {columns} from {meta['table']}").df()
+        except Exception as error:  # noqa: BLE001 - recorded as a failure, never a pass
+            frame = error
+        frames[name] = (label, frame)
+    return frames
+
+
+def _parameters(config: dict, previous: dict) -> dict:
+    """GX suite parameters: run-over-run limits from the previous successful run."""
+    tolerance = config["run_over_run"]
+    rows = previous.get("customer_360_rows")
+    change = float(tolerance["customer_360_row_change"])
+    return {
+        "customer_360_min_rows": int(rows * (1 - change)) if rows else 0,
+        "customer_360_max_rows": int(rows * (1 + change)) + 1 if rows else 2**62,
+        "segment_share_tolerance": float(tolerance["segment_share_change"]),
+    }
+
+
+def _unreadable(layer: str, name: str, table: str, error: Exception) -> ExpectationOutcome:
+    return ExpectationOutcome(
+        layer=layer,
+        checkpoint=name,
+        table_name=table,
+        expectation_type="table_is_readable",
+        column_name=None,
+        severity="critical",
+        success=False,
+        computed=False,
+        observed_value=f"{type(error).__name__}: {error}"[:500],
+        element_count=None,
+        unexpected_count=None,
+        unexpected_percent=None,
+        kwargs={},
+    )
+
+
+def _metrics(frames: dict) -> dict:
+    """The figures the next run compares with."""
+    metrics = {}
+    label, c360 = frames.get("customer_360", (None, None))
+    if c360 is not None and not isinstance(c360, Exception):
+        metrics["customer_360_rows"] = len(c360)
+    label, shares = frames.get("rfm_segment_shares", (None, None))
+    if shares is not None and not isinstance(shares, Exception):
+        metrics["rfm_segment_shares"] = dict(
+            zip(shares["rfm_segment"], shares["share"], strict=True)
+        )
+    return metrics
 
 
 def run_gate(settings: Settings, run_id: str, raise_on_failure: bool = True) -> GateResult:
-    """Validate every checkpointed table, store the results, and build Data Docs."""
+    """Validate every suite (raw, staging, marts), store the results and this run's figures,
+    and build Data Docs."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
     context = gx.get_context(mode="file", context_root_dir=str(settings.gx_dir))
-    outcomes: list[ExpectationOutcome] = []
-    tables = _checkpoint_tables(settings.gx_dir)
+    config = load_quality_config()
+    suites = _suites(settings.gx_dir)
     with connect(settings.warehouse, read_only=True) as con:
-        frames = {name: con.sql(f"select * from {table}").df() for name, table in tables.items()}
-    for name, frame in frames.items():
-        table = tables[name]
-        log.info("validating %s (%d rows) with checkpoint %s", table, len(frame), name)
-        checkpoint = context.checkpoints.get(name)
-        result = checkpoint.run(
-            batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_id)
+        as_of = _as_of(con)
+        previous_run, previous = _previous_run(con, run_id)
+        frames = _frames(con, suites, config, as_of, previous)
+    parameters = _parameters(config, previous)
+    outcomes: list[ExpectationOutcome] = []
+    for name, (table, frame) in frames.items():
+        layer = suites[name].get("layer", "marts")
+        if isinstance(frame, Exception):
+            log.error("%s could not be read: %s", table, frame)
+            outcomes.append(_unreadable(layer, name, table, frame))
+            continue
+        log.info("validating %s %s (%d rows) with checkpoint %s", layer, table, len(frame), name)
+        result = context.checkpoints.get(name).run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters=parameters,
+            run_id=RunIdentifier(run_name=run_id),
         )
         for validation in result.run_results.values():
-            outcomes.extend(_outcome(name, table, r) for r in validation.results)
+            outcomes.extend(_outcome(layer, name, table, r) for r in validation.results)
 
     if any(o.blocks for o in outcomes) or not outcomes:
         status = "failed"
@@ -168,9 +344,14 @@ def run_gate(settings: Settings, run_id: str, raise_on_failure: bool = True) -> 
     else:
         status = "passed"
     docs = settings.gx_dir / "uncommitted" / "data_docs" / "local_site" / "index.html"
-    gate = GateResult(run_id, status, outcomes, str(docs) if docs.exists() else None)
+    gate = GateResult(
+        run_id, status, outcomes, str(docs) if docs.exists() else None,
+        as_of=as_of, compared_with_run_id=previous_run, metrics=_metrics(frames),
+    )  # fmt: skip
     _store(settings, gate)
     log.info("quality gate %s: %s", status, json.dumps(gate.summary(), ensure_ascii=False))
+    if gate.data_docs:
+        log.info("Data Docs: %s", gate.data_docs)
     if status == "failed" and raise_on_failure:
         problems = "; ".join(gate.summary()["failed_critical"]) or "no expectation was run"
         raise QualityGateFailed(f"quality gate failed, nothing exported: {problems}")
@@ -182,6 +363,7 @@ def _store(settings: Settings, gate: GateResult) -> None:
     rows = [
         (
             gate.run_id,
+            o.layer,
             o.checkpoint,
             o.table_name,
             o.expectation_type,
@@ -198,8 +380,24 @@ def _store(settings: Settings, gate: GateResult) -> None:
         )
         for o in gate.outcomes
     ]
+    columns = (
+        "run_id, layer, checkpoint, table_name, expectation_type, column_name, severity, success, "
+        "computed, observed_value, element_count, unexpected_count, unexpected_percent, kwargs, "
+        "validated_at"
+    )
+    summary = gate.summary()
     with connect(settings.warehouse) as con:
         con.execute(_RESULTS_DDL)
         if rows:
             placeholders = ", ".join("?" * len(rows[0]))
-            con.executemany(f"insert into quality.validation_results values ({placeholders})", rows)
+            con.executemany(
+                f"insert into quality.validation_results ({columns}) values ({placeholders})", rows
+            )
+        con.execute(
+            "insert into quality.gate_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                gate.run_id, gate.as_of, gate.status, len(gate.outcomes),
+                len(summary["failed_critical"]), len(summary["failed_warning"]),
+                gate.compared_with_run_id, json.dumps(gate.metrics), gate.data_docs, validated_at,
+            ],
+        )  # fmt: skip

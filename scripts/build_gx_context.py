@@ -24,7 +24,7 @@ def main() -> int:
     for suite_file in sorted((ROOT / "expectations").glob("*.json")):
         spec = json.loads(suite_file.read_text(encoding="utf-8"))
         name = spec["name"]
-        table = spec["meta"]["table"]
+        table = spec["meta"].get("table") or f"derived_{spec['meta']['derived']}"
         suite = context.suites.get(name)
         try:
             asset = datasource.get_asset(table)

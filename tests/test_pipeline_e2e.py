@@ -317,7 +317,10 @@ def test_quality_results_are_stored_and_computed(demo_run):
         results = con.execute(
             "select severity, success, computed, element_count from quality.validation_results"
         ).fetchall()
-    assert len(results) == 13
+        layers = {
+            r[0] for r in con.execute("select layer from quality.validation_results").fetchall()
+        }
+    assert len(results) >= 35 and layers == {"raw", "staging", "marts"}
     assert all(computed for _, _, computed, _ in results)
     assert all(success for severity, success, _, _ in results if severity == "critical")
 

@@ -1,81 +1,120 @@
-"""The Great Expectations gate: real computation, severities, and no pass without a result."""
+"""The Great Expectations gate on a real warehouse (the shared 1,500-person demo build, copied):
+every layer computed, severities, run-over-run limits, and no pass without a result."""
 
 from __future__ import annotations
+
+import shutil
 
 import pytest
 
 from crm360.quality import QualityGateFailed, run_gate
 from crm360.warehouse import connect
 
-GOOD_ROWS = """
-    ('cus_000000000000000a', 'a@example.com', '+819012345678', '150-0002'),
-    ('cus_000000000000000b', 'b@example.com', '+81312345678', '530-0001'),
-    ('cus_000000000000000c', 'c@example.com', null, null)
-"""
+pytestmark = pytest.mark.slow
 
 
-def make_360(settings, rows=GOOD_ROWS, drop=None):
-    with connect(settings.warehouse) as con:
-        con.execute("create schema if not exists marts")
-        con.execute(
-            f"""
-            create or replace table marts.customer_360 as
-            select customer_id, email, phone_e164, postal_code,
-                true as is_email_opted_in, false as is_do_not_contact,
-                1 as order_count, 1000.0 as total_revenue, date '2026-11-01' as as_of_date
-            from (values {rows}) as t(customer_id, email, phone_e164, postal_code)
-            """
-        )
-        if drop:
-            con.execute(f"alter table marts.customer_360 drop column {drop}")
+@pytest.fixture
+def gated(settings, mart_warehouse):
+    """A private copy of the demo warehouse to break things in."""
+    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(mart_warehouse.warehouse, settings.warehouse)
+    return settings
 
 
 def stored(settings, run_id):
     with connect(settings.warehouse, read_only=True) as con:
         return con.execute(
-            "select expectation_type, column_name, severity, success, computed, unexpected_count "
-            "from quality.validation_results where run_id = ?",
+            "select layer, expectation_type, table_name, column_name, severity, success, computed "
+            "from quality.validation_results where run_id = ? order by all",
             [run_id],
         ).fetchall()
 
 
-def test_clean_table_passes_and_results_are_stored(settings):
-    make_360(settings)
-    gate = run_gate(settings, "run-ok")
-    assert gate.status == "passed"
-    rows = stored(settings, "run-ok")
-    assert len(rows) == 13
-    assert all(success and computed for *_, success, computed, _ in rows)
+def sql(settings, statement):
+    with connect(settings.warehouse) as con:
+        con.execute(statement)
+
+
+def test_clean_warehouse_passes_every_layer_and_results_are_stored(gated):
+    gate = run_gate(gated, "run-ok")
+    summary = gate.summary()
+    assert gate.status == "passed", summary
+    assert set(summary["layers"]) == {"raw", "staging", "marts"}
+    assert summary["compared_with_run_id"].startswith("none: no previous successful run")
+    rows = stored(gated, "run-ok")
+    assert len(rows) == summary["expectations"] >= 35
+    assert all(success and computed for *_, success, computed in rows)
     assert gate.data_docs and gate.data_docs.endswith("index.html")
+    with connect(gated.warehouse, read_only=True) as con:
+        runs = con.execute("select run_id, status, metrics from quality.gate_runs").fetchall()
+    assert runs[0][:2] == ("run-ok", "passed") and '"customer_360_rows"' in runs[0][2]
 
 
-def test_a_warning_is_reported_and_the_run_goes_on(settings):
-    make_360(settings, GOOD_ROWS.replace("'+81312345678'", "'03-1234-5678'"))
-    gate = run_gate(settings, "run-warn")
+def test_a_critical_raw_failure_stops_the_gate(gated):
+    sql(gated, "update raw.crm_contacts set email_opt_in = 'yes' where contact_id = "
+               "(select min(contact_id) from raw.crm_contacts)")  # fmt: skip
+    with pytest.raises(QualityGateFailed, match=r"in_set on raw\.crm_contacts\.email_opt_in: 1 "):
+        run_gate(gated, "run-raw")
+    failed = [r for r in stored(gated, "run-raw") if not r[5]]
+    assert [(r[0], r[3], r[4]) for r in failed] == [("raw", "email_opt_in", "critical")]
+
+
+def test_a_staging_warning_is_reported_and_the_run_goes_on(gated):
+    # staging models are views: swap in one with a prefecture that is not one of the 47
+    sql(gated, "create table staging.contacts_copy as select * from staging.stg_crm__contacts")
+    sql(gated, "update staging.contacts_copy set prefecture = 'Tokio' where contact_id = "
+               "(select min(contact_id) from staging.contacts_copy)")  # fmt: skip
+    sql(gated, "create or replace view staging.stg_crm__contacts as "
+               "select * from staging.contacts_copy")  # fmt: skip
+    gate = run_gate(gated, "run-warn")
     assert gate.status == "warning"
+    rows = _count(gated, "staging.contacts_copy")
     assert gate.summary()["failed_warning"] == [
-        "expect_column_values_to_match_regex on marts.customer_360.phone_e164: 1 unexpected of 3"
+        "expect_column_values_to_be_in_set on staging.stg_crm__contacts.prefecture: "
+        f"1 unexpected of {rows}"
     ]
 
 
-def test_a_critical_failure_raises_and_is_stored(settings):
-    make_360(settings, GOOD_ROWS.replace("cus_000000000000000b", "cus_000000000000000a"))
-    with pytest.raises(
-        QualityGateFailed,
-        match="expect_column_values_to_be_unique on marts.customer_360.customer_id",
-    ):
-        run_gate(settings, "run-dup")
-    failed = [r for r in stored(settings, "run-dup") if not r[3]]
-    assert [(r[0], r[1], r[2]) for r in failed] == [
-        ("expect_column_values_to_be_unique", "customer_id", "critical")
-    ]
+def _count(settings, table):
+    with connect(settings.warehouse, read_only=True) as con:
+        return con.execute(f"select count(*) from {table}").fetchall()[0][0]
 
 
-def test_an_expectation_that_cannot_be_computed_fails(settings):
-    # the suite checks the e-mail column; without it GX cannot compute: never a pass
-    make_360(settings, drop="email")
-    with pytest.raises(QualityGateFailed, match="email: could not be computed"):
-        run_gate(settings, "run-missing")
-    not_computed = [r for r in stored(settings, "run-missing") if not r[4]]
-    assert {r[1] for r in not_computed} == {"email"}
-    assert all(not r[3] for r in not_computed)
+def test_a_critical_mart_failure_raises_and_is_stored(gated):
+    sql(gated, "insert into marts.customer_360 select * from marts.customer_360 limit 1")
+    with pytest.raises(QualityGateFailed, match=r"unique on marts\.customer_360\.customer_id"):
+        run_gate(gated, "run-dup")
+    failed = [r for r in stored(gated, "run-dup") if not r[5]]
+    assert ("marts", "customer_id", "critical") in [(r[0], r[3], r[4]) for r in failed]
+
+
+def test_what_cannot_be_computed_or_read_fails(gated):
+    sql(gated, "alter table marts.customer_360 drop column email")
+    sql(gated, "drop table raw.web_events")
+    with pytest.raises(QualityGateFailed) as raised:
+        run_gate(gated, "run-missing")
+    message = str(raised.value)
+    assert "marts.customer_360.email: could not be computed" in message
+    assert "table_is_readable on raw.web_events: could not be computed" in message
+    not_computed = [r for r in stored(gated, "run-missing") if not r[6]]
+    assert all(not r[5] for r in not_computed)
+    assert {r[2] for r in not_computed} >= {"marts.customer_360", "raw.web_events"}
+
+
+def test_row_counts_and_segment_shares_are_compared_with_the_previous_successful_run(gated):
+    assert run_gate(gated, "day-1").status == "passed"
+    # within tolerance: passes, compared with day-1
+    assert run_gate(gated, "day-2").summary()["compared_with_run_id"] == "day-1"
+    # a third of the customers vanish and the RFM segments are shuffled: warnings, not a stop
+    sql(gated, "delete from marts.customer_360 where hash(customer_id) % 3 = 0")
+    sql(gated, "update marts.customer_rfm set rfm_segment = 'Lost' where r_score <= 3")
+    gate = run_gate(gated, "day-3")
+    assert gate.status == "warning"
+    warned = gate.summary()["failed_warning"]
+    assert any(
+        w.startswith("expect_table_row_count_to_be_between on marts.customer_360") for w in warned
+    )
+    assert any("derived:rfm_segment_shares.share_change" in w for w in warned)
+    assert gate.summary()["compared_with_run_id"] == "day-2"
+    # a run that only warned is the next run's baseline
+    assert run_gate(gated, "day-4").summary()["compared_with_run_id"] == "day-3"

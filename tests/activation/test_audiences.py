@@ -13,7 +13,7 @@ from activation.audiences import (
     load_audiences,
     main,
 )
-from tests.activation.conftest import write_definition
+from tests.activation.helpers import write_definition
 
 HEADER = "name: bad\ndescription: test\nowner: me\nchannel: email\n"
 DESTINATIONS = "destinations:\n  - {name: esp, format: csv}\n"

@@ -17,9 +17,13 @@ import activation.publish as publish
 from activation import hashing
 from activation.audiences import load_audience, load_audiences
 from crm360.warehouse import connect
-from tests.activation.conftest import write_base, write_definition
+from tests.activation import helpers
+from tests.activation.helpers import write_base, write_definition
 
 PASSED = {"status": "passed"}
+# fixtures shared with other activation tests
+warehouse = helpers.warehouse
+audience = helpers.audience
 
 
 def read_rows(path, encoding="utf-8"):
