@@ -68,6 +68,10 @@ def build_report(
         stages[task_id] = result.pop("seconds", None)
         report[key] = result
     report["stage_seconds"] = stages
+    if "quality" not in report:  # the gate failed (no XCom): what it stored
+        gate = _gate_run(settings, run_id)
+        if gate:
+            report["quality"] = gate
     report["marts"] = _mart_row_counts(settings)
     report["status"] = "success" if failed_at is None else f"failed at {failed_at}"
     return report
@@ -95,6 +99,29 @@ def build_audience_report(run_id: str, exports: dict | None, published: dict | N
     return report
 
 
+def _gate_run(settings: Settings, run_id: str) -> dict | None:
+    """The quality gate's stored result of a run, if it ran."""
+    if not settings.warehouse.exists():
+        return None
+    with connect(settings.warehouse, read_only=True) as con:
+        exists = con.execute(
+            "select count(*) from duckdb_tables() "
+            "where schema_name = 'quality' and table_name = 'gate_runs'"
+        ).fetchall()[0][0]
+        if not exists:
+            return None
+        rows = con.execute(
+            "select status, expectations, failed_critical, failed_warning, data_docs "
+            "from quality.gate_runs where run_id = ? order by validated_at desc limit 1",
+            [run_id],
+        ).fetchall()
+    if not rows:
+        return None
+    status, expectations, critical, warning, docs = rows[0]
+    return {"status": status, "expectations": expectations, "failed_critical": critical,
+            "failed_warning": warning, "data_docs": docs}  # fmt: skip
+
+
 def _mart_row_counts(settings: Settings) -> dict[str, int]:
     if not settings.warehouse.exists():
         return {}
@@ -118,6 +145,15 @@ def store_report(report: dict, settings: Settings) -> None:
         )  # fmt: skip
 
 
+def _quality_lines(quality: dict | None) -> list[str]:
+    if not quality:
+        return []
+    lines = [f"  data quality: {quality['status']} ({quality.get('expectations', 0)} expectations)"]
+    if quality.get("data_docs"):
+        lines.append(f"  data docs: {quality['data_docs']}")
+    return lines
+
+
 def format_report(report: dict) -> str:
     lines = [f"run {report['run_id']} as of {report['as_of_date']}: {report['status']}"]
     if report.get("marts_run_id"):
@@ -139,8 +175,7 @@ def format_report(report: dict) -> str:
         )
     for name, rows in report.get("marts", {}).items():
         lines.append(f"  mart {name}: {rows:,} rows")
-    if "quality" in report:
-        lines.append(f"  data quality: {report['quality']['status']}")
+    lines.extend(_quality_lines(report.get("quality")))
     for audience in report.get("exports", {}).get("audiences", []):
         lines.append(
             f"  audience {audience['audience']}: {audience['rows']:,} exported, "
