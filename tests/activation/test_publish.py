@@ -234,6 +234,24 @@ def test_normalisation_and_hashing_rules():
     assert hashing.google_email(None) is None and hashing.meta_phone("") is None
 
 
+def test_hashing_matches_the_platforms_published_examples():
+    # Meta, Conversions API customer information parameters (the same rules as customer lists):
+    # "John_Smith@gmail.com" -> john_smith@gmail.com -> 62a14e44...; US "(650)555-1212" ->
+    # 16505551212 -> e323ec62...
+    assert hashing.meta_email("John_Smith@gmail.com") == (
+        "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"
+    )
+    assert hashing.meta_phone("+1 (650)555-1212") == (
+        "e323ec626319ca94ee8bff2e4c87cf613be6ea19919ed1364124e16807ab3176"
+    )
+    # Google publishes no hashed example; its Customer Match template's phones (country code
+    # given, any punctuation) all normalise to the one E.164 form before hashing
+    for phone in ("1-800-888-8888", "1(800)888-8888", "+1 800 888 8888"):
+        assert hashing.normalise_phone_e164(phone) == "+18008888888"
+    assert hashing.google_phone("1(800)888-8888") == hashing.sha256_hex("+18008888888")
+    assert hashing.google_email("Test@Gmail.com ") == hashing.sha256_hex("test@gmail.com")
+
+
 def test_platform_files_have_the_documented_layout(warehouse, settings, tmp_path):
     body = ALL_FORMATS.replace("name: everyone", "name: ads").replace(
         "control_group_percent: 20", "control_group_percent: 0"
