@@ -1,6 +1,6 @@
 # The two commands of the README, and a few for developers. Every target installs what it
 # needs first (scripts/bootstrap: a project-local .venv from the lock, skipped when current).
-.PHONY: demo test lint format bootstrap clean bench bench-ingest
+.PHONY: demo test lint format bootstrap clean bench bench-ingest bench-dbt-tasks
 
 VENV := .venv/bin
 
@@ -16,6 +16,10 @@ test: bootstrap
 # The benchmark (docs/benchmark.md): SIZES=10000,100000 for fewer sizes.
 bench: bootstrap
 	$(VENV)/python -m bench.run --sizes $(or $(SIZES),10000,100000,1000000)
+
+# dbt as one task per layer against one task per dbt node (docs/airflow.md)
+bench-dbt-tasks: bootstrap
+	$(VENV)/python -m bench.dbt_tasks --customers $(or $(CUSTOMERS),5000)
 
 bench-ingest: bootstrap
 	$(VENV)/python bench/ingest.py --customers $(or $(CUSTOMERS),100000)

@@ -7,6 +7,7 @@ the analysts' read-only copy was swapped; `crm360_audiences` is scheduled on it.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 from airflow.sdk import Asset
@@ -22,7 +23,7 @@ def task_defaults(execution_timeout: timedelta) -> dict:
     return {
         "owner": "data-eng",
         "retries": 2,
-        "retry_delay": timedelta(minutes=2),
+        "retry_delay": timedelta(seconds=int(os.environ.get("CRM360_RETRY_DELAY_SECONDS", "120"))),
         "retry_exponential_backoff": True,
         "execution_timeout": execution_timeout,
         "pool": "warehouse_writer",

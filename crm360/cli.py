@@ -191,6 +191,15 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dbt_manifest(args: argparse.Namespace) -> int:
+    from crm360.dbt import run_dbt
+
+    settings = load_settings()
+    run_dbt(settings, ["parse"])
+    print(settings.dbt_target_dir / "manifest.json")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crm360", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -224,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     sql.add_argument("--max-rows", type=int, default=40)
     sql.set_defaults(func=_cmd_sql)
+
+    manifest = sub.add_parser(
+        "dbt-manifest",
+        help="write dbt's manifest (dbt parse), which CRM360_DBT_TASKS=models renders tasks from",
+    )
+    manifest.set_defaults(func=_cmd_dbt_manifest)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

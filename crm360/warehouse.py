@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,9 +24,27 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
 
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
+    _release_in_process_dbt()
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("set TimeZone = 'UTC'")
     return con
+
+
+def _release_in_process_dbt() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open after a dbt run in this process.
+
+    dbt runs in the task's process when the DAG renders one task per dbt node (cosmos's dbt
+    runner); under `airflow dags test` every task shares that process, and DuckDB refuses a
+    second connection to the same file with another configuration (read-only here). dbt
+    reopens its database on its next run."""
+    module = sys.modules.get("dbt.adapters.duckdb.connections")
+    if module is None:
+        return
+    manager = module.DuckDBConnectionManager
+    environment = manager._ENV
+    if environment is not None:
+        manager.close_all_connections()
+        environment.close()
 
 
 def publish_read_only_copy(warehouse: Path, published: Path) -> Path:

@@ -19,6 +19,9 @@ updates the Asset `crm360_published_marts`, on which `crm360_audiences` is sched
 - `publish_marts` swaps the analysts' read-only copy (warehouse/published/) to this run's
   state, only after the gate passed.
 - `run_report` runs after every run, failed or not, and stores `ops.run_reports`.
+- `CRM360_DBT_TASKS=models` renders `dbt_staging` and `dbt_build` as task groups with one
+  task per dbt node (astronomer-cosmos, from dbt's manifest), so a failed model retries alone;
+  the default `build` runs each layer as one `dbt build` (see docs/airflow.md for the choice).
 - A failed task is logged and, when `CRM360_ALERT_WEBHOOK` is set, posted to that webhook.
 - Paths come from `CRM360_*` environment variables (see README, Settings).
 """
@@ -32,16 +35,27 @@ import pendulum
 from airflow.sdk import chain, dag, get_current_context, task, teardown
 
 from crm360.assets import PUBLISHED_MARTS, task_defaults
+from crm360.dbt_tasks import dbt_tasks_mode
 from ingestion import SOURCES
 
 # "@daily" by default; "none" leaves runs to triggers (REST API, `airflow dags trigger`, tests)
 SCHEDULE = os.environ.get("CRM360_DAILY_SCHEDULE", "@daily")
 # the last date the schedule creates runs for (e.g. a replay environment); none by default
 END_DATE = os.environ.get("CRM360_DAILY_END_DATE")
+# "build": one `dbt build` task per layer; "models": one task per dbt node (cosmos)
+DBT_TASKS = dbt_tasks_mode()
 
 
 def _run_id() -> str:
     return get_current_context()["run_id"]
+
+
+def _macros() -> dict:
+    if DBT_TASKS != "models":
+        return {}
+    from crm360.dbt_tasks import template_macros
+
+    return template_macros()
 
 
 @dag(
@@ -54,6 +68,7 @@ def _run_id() -> str:
     default_args=task_defaults(execution_timeout=timedelta(hours=2)),
     tags=["crm360", "daily"],
     doc_md=__doc__,
+    user_defined_macros=_macros(),
 )
 def crm360_daily():
     @task
@@ -113,15 +128,51 @@ def crm360_daily():
             context["run_id"],
             context["dag"].dag_id,
             context["data_interval_end"].date(),
-            lambda task_id: ti.xcom_pull(task_ids=task_id),
+            lambda task_id: _pull(ti, context, task_id),
         )
 
     # one writer at a time: the sources load one after another, then dbt
     loads = [ingest.override(task_id=f"ingest_{source}")(source) for source in SOURCES]
-    marts = dbt_build()
-    chain(*loads, dbt_staging(), resolve_identities(), marts)
+    staging, marts = _dbt_layers(dbt_staging, dbt_build)
+    chain(*loads, staging, resolve_identities(), marts)
     quality = quality_gate()
     marts >> quality >> publish_marts(quality) >> run_report()
+
+
+def _dbt_layers(dbt_staging, dbt_build):
+    """The staging and mart layers: one task each, or a cosmos task group each."""
+    if DBT_TASKS != "models":
+        return dbt_staging(), dbt_build()
+    from crm360.dbt_tasks import dbt_node_group
+
+    return (
+        dbt_node_group("dbt_staging", select=["tag:staging"]),
+        dbt_node_group("dbt_build", exclude=["tag:staging"]),
+    )
+
+
+def _pull(ti, context, task_id: str):
+    """A step's result for the run report: its XCom, or a dbt task group's summary."""
+    if DBT_TASKS == "models" and task_id in ("dbt_staging", "dbt_build"):
+        return _group_summary(ti, context, task_id)
+    return ti.xcom_pull(task_ids=task_id)
+
+
+def _group_summary(ti, context, group_id: str) -> dict | None:
+    """The report's dbt figures in model mode, from the group's finished tasks: how many, by
+    state, and their summed duration. None unless all succeeded, so the report names the group
+    where the run stopped."""
+    crumbs = [
+        c for c in ti.get_task_breadcrumbs(context["dag"].dag_id, context["run_id"])
+        if c["task_id"].startswith(group_id + ".")
+    ]  # fmt: skip
+    counts: dict[str, int] = {}
+    for crumb in crumbs:
+        counts[str(crumb["state"])] = counts.get(str(crumb["state"]), 0) + 1
+    if not crumbs or set(counts) - {"success", "skipped"}:
+        return None
+    seconds = round(sum(c["duration"] or 0 for c in crumbs), 1)
+    return {"mode": "models", "nodes": len(crumbs), "statuses": counts, "seconds": seconds}
 
 
 crm360_daily()
