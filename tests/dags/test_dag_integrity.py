@@ -47,6 +47,11 @@ def test_tasks_and_edges(dagbag, dag_id):
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED_EDGES))
+def test_no_cycles(dagbag, dag_id):
+    dagbag.dags[dag_id].check_cycle()  # raises on a cycle
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_EDGES))
 def test_safety_settings(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     assert dag.catchup is False

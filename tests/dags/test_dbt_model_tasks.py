@@ -76,6 +76,8 @@ def model_dag(model_mode, monkeypatch):
 
 def test_one_task_per_dbt_node_with_dbts_edges(model_dag):
     dag, manifest = model_dag
+    dag.check_cycle()
+    assert dag.tags and dag.catchup is False and dag.max_active_runs == 1
     for group, staging in (("dbt_staging", True), ("dbt_build", False)):
         nodes = _nodes(manifest, staging)
         tasks = {t.task_id for t in dag.tasks if t.task_id.startswith(group + ".")}
