@@ -243,23 +243,26 @@ def _segment_shares(con, previous: dict):
     return frame
 
 
-def _frames(con, suites: dict, config: dict, as_of, previous: dict) -> dict:
-    """Checkpoint name -> (table label, dataframe or the exception that stopped reading it)."""
-    frames = {}
-    for name, meta in suites.items():
-        label = meta.get("table") or f"derived:{meta.get('derived')}"
-        try:
-            if meta.get("derived") == "freshness":
-                frame = _freshness(con, config, as_of)
-            elif meta.get("derived") == "rfm_segment_shares":
-                frame = _segment_shares(con, previous)
-            else:
-                columns = ", ".join(meta.get("columns") or ["*"])
-                frame = con.sql(f"select {columns} from {meta['table']}").df()
-        except Exception as error:  # noqa: BLE001 - recorded as a failure, never a pass
-            frame = error
-        frames[name] = (label, frame)
-    return frames
+def _to_pandas(relation):
+    """A DuckDB relation as pandas with Arrow-backed columns: text stays in Arrow buffers
+    (~10x less memory than Python strings on the 20M-row web log) and GX computes on it as on
+    any pandas frame."""
+    import pandas as pd
+
+    return relation.to_arrow_table().to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def _read_frame(con, meta: dict, config: dict, as_of, previous: dict):
+    """A suite's dataframe, or the exception that stopped reading it."""
+    try:
+        if meta.get("derived") == "freshness":
+            return _freshness(con, config, as_of)
+        if meta.get("derived") == "rfm_segment_shares":
+            return _segment_shares(con, previous)
+        columns = ", ".join(meta.get("columns") or ["*"])
+        return _to_pandas(con.sql(f"select {columns} from {meta['table']}"))
+    except Exception as error:  # noqa: BLE001 - recorded as a failure, never a pass
+        return error
 
 
 def _parameters(config: dict, previous: dict) -> dict:
@@ -316,26 +319,33 @@ def run_gate(settings: Settings, run_id: str, raise_on_failure: bool = True) -> 
     context = gx.get_context(mode="file", context_root_dir=str(settings.gx_dir))
     config = load_quality_config()
     suites = _suites(settings.gx_dir)
+    outcomes: list[ExpectationOutcome] = []
+    metrics: dict = {}
     with connect(settings.warehouse, read_only=True) as con:
         as_of = _as_of(con)
         previous_run, previous = _previous_run(con, run_id)
-        frames = _frames(con, suites, config, as_of, previous)
-    parameters = _parameters(config, previous)
-    outcomes: list[ExpectationOutcome] = []
-    for name, (table, frame) in frames.items():
-        layer = suites[name].get("layer", "marts")
-        if isinstance(frame, Exception):
-            log.error("%s could not be read: %s", table, frame)
-            outcomes.append(_unreadable(layer, name, table, frame))
-            continue
-        log.info("validating %s %s (%d rows) with checkpoint %s", layer, table, len(frame), name)
-        result = context.checkpoints.get(name).run(
-            batch_parameters={"dataframe": frame},
-            expectation_parameters=parameters,
-            run_id=RunIdentifier(run_name=run_id),
-        )
-        for validation in result.run_results.values():
-            outcomes.extend(_outcome(layer, name, table, r) for r in validation.results)
+        parameters = _parameters(config, previous)
+        # one suite's frame in memory at a time: the raw web log alone is ~20M rows at 1M people
+        for name, meta in suites.items():
+            table = meta.get("table") or f"derived:{meta.get('derived')}"
+            layer = meta.get("layer", "marts")
+            frame = _read_frame(con, meta, config, as_of, previous)
+            if isinstance(frame, Exception):
+                log.error("%s could not be read: %s", table, frame)
+                outcomes.append(_unreadable(layer, name, table, frame))
+                continue
+            log.info(
+                "validating %s %s (%d rows) with checkpoint %s", layer, table, len(frame), name
+            )
+            result = context.checkpoints.get(name).run(
+                batch_parameters={"dataframe": frame},
+                expectation_parameters=parameters,
+                run_id=RunIdentifier(run_name=run_id),
+            )
+            for validation in result.run_results.values():
+                outcomes.extend(_outcome(layer, name, table, r) for r in validation.results)
+            metrics.update(_metrics({name: (table, frame)}))
+            del frame, result
 
     if any(o.blocks for o in outcomes) or not outcomes:
         status = "failed"
@@ -346,7 +356,7 @@ def run_gate(settings: Settings, run_id: str, raise_on_failure: bool = True) -> 
     docs = settings.gx_dir / "uncommitted" / "data_docs" / "local_site" / "index.html"
     gate = GateResult(
         run_id, status, outcomes, str(docs) if docs.exists() else None,
-        as_of=as_of, compared_with_run_id=previous_run, metrics=_metrics(frames),
+        as_of=as_of, compared_with_run_id=previous_run, metrics=metrics,
     )  # fmt: skip
     _store(settings, gate)
     log.info("quality gate %s: %s", status, json.dumps(gate.summary(), ensure_ascii=False))
