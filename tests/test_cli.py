@@ -42,3 +42,14 @@ def test_generate_writes_the_sources(tmp_path, capsys):
     assert list((tmp_path / "crm").glob("contacts_*.csv"))
     assert (tmp_path / "shop" / "orders.sqlite").exists()
     assert '"crm_contacts":' in capsys.readouterr().out
+
+
+def test_dbt_manifest_writes_the_manifest_the_model_mode_dag_reads(tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.setenv("CRM360_DBT_TARGET_DIR", str(tmp_path / "target"))
+    assert main(["dbt-manifest"]) == 0
+    path = tmp_path / "target" / "manifest.json"
+    assert capsys.readouterr().out.strip() == str(path)
+    nodes = json.loads(path.read_text(encoding="utf-8"))["nodes"]
+    assert "model.crm360.customer_360" in nodes
