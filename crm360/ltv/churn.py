@@ -72,7 +72,8 @@ class ChurnSources:
     subscriptions (subscription_id, started_at, cancelled_at, subscription_status,
     monthly_price), completed orders (ordered_at), web events (anonymous_id, occurred_at),
     e-mail events (campaign_id, event_type, occurred_at), tickets (created_at, resolved_at,
-    csat_score)."""
+    csat_score). The web events may be the whole log or only its session starts: both give the
+    same sessions."""
 
     subscriptions: pd.DataFrame
     orders: pd.DataFrame

@@ -227,62 +227,65 @@ class ChurnSettings:
     calibration_bins: int = 5
 
 
-# what the churn features read of each log: only these columns and rows are loaded into
-# pandas (the web and e-mail logs are the largest tables of the warehouse)
-CHURN_INPUTS = {
-    "linked": ("customer_id, source, source_key", None),
-    "subscriptions": ("*", None),
-    "orders": ("customer_id, ordered_at, is_completed", None),
-    "web_events": ("anonymous_id, occurred_at", None),
-    "email_events": (
-        "contact_id, campaign_id, event_type, occurred_at",
-        "event_type in ('open', 'click')",
-    ),
-    "tickets": ("ticket_id, created_at, resolved_at, csat_score", None),
+# What the churn features read, computed in DuckDB so that pandas only ever holds the rows of
+# subscribers (the only customers the features are measured for) and, of the web log (the
+# largest table of the warehouse), only the events that start a session. `{name}` is the SQL
+# of the ref of that name.
+_CHURN_CTES = """
+with linked as (select customer_id, source, source_key from ({linked})),
+subscriptions as (
+    select s.*, l.customer_id
+    from ({subscriptions}) as s
+    join linked as l on l.source = 'shop' and l.source_key = cast(s.shop_customer_id as varchar)
+),
+subscribers as (select distinct customer_id from subscriptions),
+subscriber_records as (
+    select source, source_key, customer_id from linked
+    where customer_id in (select customer_id from subscribers)
+)
+"""
+_CHURN_QUERIES = {
+    "subscriptions": "select * from subscriptions",
+    "orders": """
+        select customer_id, ordered_at, is_completed from ({orders})
+        where is_completed and customer_id in (select customer_id from subscribers)""",
+    # a device's event more than WEB_SESSION_GAP after its previous one starts a session
+    # (churn.web_session_starts applied to these rows returns them unchanged)
+    "web_events": """
+        select r.customer_id, e.anonymous_id, e.occurred_at
+        from (
+            select anonymous_id, occurred_at,
+                   lag(occurred_at) over (partition by anonymous_id order by occurred_at)
+                       as previous_at
+            from ({web_events})
+            where anonymous_id in (select source_key from subscriber_records
+                                   where source = 'web')
+        ) as e
+        join subscriber_records as r on r.source = 'web' and r.source_key = e.anonymous_id
+        where e.previous_at is null or e.occurred_at - e.previous_at > {session_gap}""",
+    "email_events": """
+        select r.customer_id, e.campaign_id, e.event_type, e.occurred_at
+        from ({email_events}) as e
+        join subscriber_records as r on r.source = 'crm' and r.source_key = e.contact_id
+        where e.event_type in ('open', 'click')""",
+    "tickets": """
+        select r.customer_id, t.created_at, t.resolved_at, t.csat_score
+        from ({tickets}) as t
+        join subscriber_records as r on r.source = 'support' and r.source_key = t.ticket_id""",
 }
 
 
-def read_churn_inputs(**relations) -> dict[str, pd.DataFrame]:
-    """The DuckDB relations of a dbt Python model's refs (named as `churn_sources`' arguments),
-    read as dataframes of just the columns and rows the churn features use."""
-    frames = {}
-    for name, relation in relations.items():
-        columns, where = CHURN_INPUTS[name]
-        if where:
-            relation = relation.filter(where)
-        frames[name] = relation.project(columns).df()
-    return frames
-
-
-def churn_sources(
-    linked: pd.DataFrame,
-    subscriptions: pd.DataFrame,
-    orders: pd.DataFrame,
-    web_events: pd.DataFrame,
-    email_events: pd.DataFrame,
-    tickets: pd.DataFrame,
-) -> churn.ChurnSources:
-    """The staging logs with the customer id from the identity graph (records it does not
-    link are dropped)."""
-
-    def customer_of(source: str):
-        keys = linked[linked["source"] == source]
-        return keys.drop_duplicates("source_key").set_index("source_key")["customer_id"]
-
-    def with_customer(frame, key: str, source: str):
-        frame = frame.copy()
-        frame["customer_id"] = frame[key].astype(str).map(customer_of(source))
-        return frame[frame["customer_id"].notna()]
-
-    shop_subscriptions = with_customer(subscriptions, "shop_customer_id", "shop")
-    return churn.ChurnSources(
-        subscriptions=shop_subscriptions,
-        orders=orders[orders["is_completed"].fillna(False).astype(bool)
-                      & orders["customer_id"].notna()],
-        web_events=with_customer(web_events, "anonymous_id", "web"),
-        email_events=with_customer(email_events, "contact_id", "crm"),
-        tickets=with_customer(tickets, "ticket_id", "support"),
-    )  # fmt: skip
+def read_churn_sources(session, **relations) -> churn.ChurnSources:
+    """The churn features' logs of subscribers, each with its customer id from the identity
+    graph (records it does not link are left out), read from the DuckDB relations of a dbt
+    Python model's refs: linked, subscriptions, orders, web_events, email_events, tickets."""
+    sql = {name: relation.sql_query() for name, relation in relations.items()}
+    gap = f"interval {int(churn.WEB_SESSION_GAP.total_seconds())} seconds"
+    frames = {
+        name: session.sql((_CHURN_CTES + query).format(**sql, session_gap=gap)).df()
+        for name, query in _CHURN_QUERIES.items()
+    }
+    return churn.ChurnSources(**frames)
 
 
 def churn_model_evaluation(

@@ -150,3 +150,87 @@ def test_without_churn_history_no_model_is_kept_and_subscribers_fall_back_to_bg_
     risk = marts.customer_churn_risk(ltv[["customer_id"]], ltv, sources, None, settings)
     assert risk.loc[0, "churn_model"] == "bg_nbd"
     assert risk.loc[0, "churn_probability"] == pytest.approx(0.2)
+
+
+def test_churn_logs_read_in_duckdb_give_the_features_of_the_whole_logs():
+    """read_churn_sources keeps only subscribers' rows and only session-starting web events;
+    every snapshot's features equal those computed from the whole logs in pandas."""
+    import duckdb
+
+    rng = np.random.default_rng(7)
+    start = T("2025-01-01")
+    people = [f"cus_{i:02d}" for i in range(40)]
+    linked = pd.DataFrame(
+        [(c, "shop", str(i)) for i, c in enumerate(people)]
+        + [(c, "web", f"dev_{i}_{d}") for i, c in enumerate(people) for d in range(2)]
+        + [(c, "crm", f"C{i}") for i, c in enumerate(people)]
+        + [(c, "support", f"T{i}_{k}") for i, c in enumerate(people) for k in range(3)],
+        columns=["customer_id", "source", "source_key"],
+    )
+    minutes = lambda n: pd.to_timedelta(n, unit="min")  # noqa: E731
+    subscriptions = pd.DataFrame({
+        "subscription_id": range(1, 31),
+        "shop_customer_id": rng.integers(0, 45, 30),  # 40-44: shop accounts never linked
+        "subscription_status": rng.choice(["active", "paused", "cancelled"], 30),
+        "monthly_price": rng.choice([980, 1980, 2980], 30),
+        "started_at": start + minutes(rng.integers(0, 400 * 1440, 30)),
+    })  # fmt: skip
+    cancelled = start + minutes(rng.integers(200 * 1440, 700 * 1440, 30))
+    subscriptions["cancelled_at"] = cancelled.where(rng.random(30) < 0.5)
+    # gaps of exactly 30 minutes (the same session), ties and long pauses
+    gaps = rng.choice([0, 5, 30, 31, 600, 20000], 4000)
+    web = pd.DataFrame({"anonymous_id": rng.choice([f"dev_{i}_{d}" for i in range(45)
+                                                    for d in range(2)], 4000)})  # fmt: skip
+    web["occurred_at"] = start + minutes(np.cumsum(gaps) % (680 * 1440))
+    email = pd.DataFrame({
+        "contact_id": rng.choice([f"C{i}" for i in range(45)], 3000),
+        "campaign_id": rng.choice([f"K{k}" for k in range(30)], 3000),
+        "event_type": rng.choice(["delivered", "open", "click"], 3000),
+        "occurred_at": start + minutes(rng.integers(0, 680 * 1440, 3000)),
+    })  # fmt: skip
+    tickets = pd.DataFrame({
+        "ticket_id": [f"T{i}_{k}" for i in range(45) for k in range(3)],
+        "created_at": start + minutes(rng.integers(0, 680 * 1440, 135)),
+        "csat_score": rng.choice([1.0, 2.0, 4.0, 5.0, np.nan], 135),
+    })  # fmt: skip
+    tickets["resolved_at"] = tickets["created_at"] + minutes(rng.integers(0, 20000, 135))
+    orders = pd.DataFrame({
+        "customer_id": rng.choice([*people, None], 800),
+        "ordered_at": start + minutes(rng.integers(0, 680 * 1440, 800)),
+        "is_completed": rng.choice([True, False, None], 800),
+    })  # fmt: skip
+    con = duckdb.connect()
+    frames = dict(linked=linked, subscriptions=subscriptions, orders=orders, web_events=web,
+                  email_events=email, tickets=tickets)  # fmt: skip
+    for name, frame in frames.items():
+        con.register(f"{name}_frame", frame)
+        con.execute(f"create table {name} as select * from {name}_frame")
+    read = marts.read_churn_sources(con, **{name: con.table(name) for name in frames})
+
+    def customer_of(frame, key, source):
+        keys = linked[linked["source"] == source].set_index("source_key")["customer_id"]
+        frame = frame.assign(customer_id=frame[key].astype(str).map(keys))
+        return frame[frame["customer_id"].notna()]
+
+    whole = churn.ChurnSources(
+        subscriptions=customer_of(subscriptions, "shop_customer_id", "shop"),
+        orders=orders[orders["is_completed"].fillna(False).astype(bool)
+                      & orders["customer_id"].notna()],
+        web_events=customer_of(web, "anonymous_id", "web"),
+        email_events=customer_of(email[email["event_type"] != "delivered"], "contact_id", "crm"),
+        tickets=customer_of(tickets, "ticket_id", "support"),
+    )  # fmt: skip
+    subscribers = set(read.subscriptions["customer_id"])
+    assert subscribers == set(whole.subscriptions["customer_id"])
+    assert len(read.web_events) < len(whole.web_events) / 2  # only session starts, subscribers
+    assert set(read.web_events["customer_id"]) <= subscribers
+    split = churn.time_split(AS_OF, 90, 4)
+    compared = 0
+    for cutoff in (*split.train, split.holdout, split.score):
+        label_days = None if cutoff == split.score else 90
+        expected = churn.snapshot(whole, cutoff, label_days)
+        got = churn.snapshot(read, cutoff, label_days)
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+        compared += len(got)
+    assert compared > 20
+    assert read.web_sessions["started_at"].notna().all()

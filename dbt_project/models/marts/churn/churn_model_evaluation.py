@@ -6,9 +6,8 @@ from crm360.ltv.marts import (
     ChurnSettings,
     as_arrow,
     churn_model_evaluation,
-    churn_sources,
     parse_as_of,
-    read_churn_inputs,
+    read_churn_sources,
 )
 
 
@@ -19,15 +18,14 @@ def model(dbt, session):
         train_snapshots=int(dbt.config.get("train_snapshots")),
         calibration_bins=int(dbt.config.get("calibration_bins")),
     )
-    sources = churn_sources(
-        **read_churn_inputs(
-            linked=dbt.ref("int_customers__linked"),
-            subscriptions=dbt.ref("stg_shop__subscriptions"),
-            orders=dbt.ref("int_orders__priced"),
-            web_events=dbt.ref("stg_web__events"),
-            email_events=dbt.ref("stg_email__events"),
-            tickets=dbt.ref("stg_support__tickets"),
-        )
+    sources = read_churn_sources(
+        session,
+        linked=dbt.ref("int_customers__linked"),
+        subscriptions=dbt.ref("stg_shop__subscriptions"),
+        orders=dbt.ref("int_orders__priced"),
+        web_events=dbt.ref("stg_web__events"),
+        email_events=dbt.ref("stg_email__events"),
+        tickets=dbt.ref("stg_support__tickets"),
     )
     evaluation, _ = churn_model_evaluation(sources, settings)
     return as_arrow(evaluation)

@@ -6,11 +6,10 @@ from crm360.ltv.churn import ChurnModel
 from crm360.ltv.marts import (
     ChurnSettings,
     as_arrow,
-    churn_sources,
     customer_churn_risk,
     evaluation_for,
     parse_as_of,
-    read_churn_inputs,
+    read_churn_sources,
 )
 
 
@@ -22,15 +21,14 @@ def model(dbt, session):
         band_medium=float(dbt.config.get("band_medium")),
     )
     evaluation = evaluation_for(dbt.ref("churn_model_evaluation").df(), settings.as_of)
-    sources = churn_sources(
-        **read_churn_inputs(
-            linked=dbt.ref("int_customers__linked"),
-            subscriptions=dbt.ref("stg_shop__subscriptions"),
-            orders=dbt.ref("int_orders__priced"),
-            web_events=dbt.ref("stg_web__events"),
-            email_events=dbt.ref("stg_email__events"),
-            tickets=dbt.ref("stg_support__tickets"),
-        )
+    sources = read_churn_sources(
+        session,
+        linked=dbt.ref("int_customers__linked"),
+        subscriptions=dbt.ref("stg_shop__subscriptions"),
+        orders=dbt.ref("int_orders__priced"),
+        web_events=dbt.ref("stg_web__events"),
+        email_events=dbt.ref("stg_email__events"),
+        tickets=dbt.ref("stg_support__tickets"),
     )
     risk = customer_churn_risk(
         customers=dbt.ref("customer_360").df(),
