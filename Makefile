@@ -3,6 +3,8 @@
 .PHONY: demo test lint format bootstrap clean bench bench-ingest bench-dbt-tasks
 
 VENV := .venv/bin
+# people per benchmark size: make bench SIZES=10000,100000 for fewer
+SIZES ?= 10000,100000,1000000
 
 bootstrap:
 	@scripts/bootstrap
@@ -13,9 +15,9 @@ demo: bootstrap
 test: bootstrap
 	$(VENV)/python -m pytest
 
-# The benchmark (docs/benchmark.md): SIZES=10000,100000 for fewer sizes.
+# The benchmark (docs/benchmark.md)
 bench: bootstrap
-	$(VENV)/python -m bench.run --sizes $(or $(SIZES),10000,100000,1000000)
+	$(VENV)/python -m bench.run --sizes $(SIZES)
 
 # dbt as one task per layer against one task per dbt node (docs/airflow.md)
 bench-dbt-tasks: bootstrap

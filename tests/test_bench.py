@@ -34,3 +34,18 @@ def test_benchmark_runs_every_stage_and_records_its_figures(tmp_path, capsys):
         assert size["ratios"][name] > 0
     out = capsys.readouterr().out
     assert "pipeline / floor" in out and "incremental day / full run" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "sizes"),
+    [([], "10000,100000,1000000"), (["SIZES=10000,100000"], "10000,100000")],
+)
+def test_make_bench_runs_the_sizes_it_documents(args, sizes):
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    dry_run = subprocess.run(
+        ["make", "-n", "bench", *args], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert f"-m bench.run --sizes {sizes}\n" in dry_run.stdout
