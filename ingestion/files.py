@@ -108,11 +108,15 @@ def read_file(
 
     if fmt == "parquet":
         return _as_text(pl.read_parquet(path)), "binary", None
-    text, encoding = decode(path.read_bytes(), encodings, str(path))
+    data = path.read_bytes()
+    text, encoding = decode(data, encodings, str(path))
+    # UTF-8 that decoded without a replacement character encodes back to the same bytes
+    utf8 = data if encoding == "utf-8" and _REPLACEMENT not in text else text.encode("utf-8")
+    del data
     if fmt == "csv":
-        frame = pl.read_csv(text.encode("utf-8"), infer_schema=False)
+        frame = pl.read_csv(utf8, infer_schema=False)
     elif fmt == "jsonl":
-        frame = _read_jsonl(text, path)
+        frame = _read_jsonl(text, utf8, path)
     else:
         raise ContractError(f"{path}: unsupported file format {fmt!r}")
     rejects = None
@@ -140,12 +144,12 @@ def json_value_as_text(value: object) -> str | None:
     return str(value)
 
 
-def _read_jsonl(text: str, path: Path) -> pl.DataFrame:
-    """NDJSON with polars; a malformed line is kept as a row whose fields are all NULL except
-    `_malformed_json`, so it reaches quarantine with its line number instead of failing the file."""
+def _read_jsonl(text: str, data: bytes, path: Path) -> pl.DataFrame:
+    """NDJSON with polars (`data` is `text` in UTF-8); a malformed line is kept as a row whose
+    fields are all NULL except `_malformed_json`, so it reaches quarantine with its line number
+    instead of failing the file."""
     import polars as pl
 
-    data = text.encode("utf-8")
     try:
         return _as_text(pl.read_ndjson(data, infer_schema_length=None))
     except Exception:  # noqa: BLE001 - fall back to line-by-line parsing to find the bad lines
@@ -160,6 +164,34 @@ def _read_jsonl(text: str, path: Path) -> pl.DataFrame:
         except json.JSONDecodeError as exc:
             rows.append({"_malformed_json": f"{exc.msg} at column {exc.colno}: {line[:200]}"})
     return pl.DataFrame(rows, infer_schema_length=None).cast(pl.String)
+
+
+def _read_new(source_file: SourceFile, seen: set, contract: ObjectContract):
+    digest = sha256_of(source_file.path)
+    if (source_file.name, digest) in seen:
+        return digest, None
+    return digest, read_file(source_file.path, contract.format, contract.encodings)
+
+
+def _read_ahead(files: list[SourceFile], seen: set, contract: ObjectContract):
+    """(file, sha256, read_file's result or None when already loaded), in order; the next file
+    is hashed and read in a thread while the caller loads this one (polars and DuckDB release
+    the GIL), so at most two files are in memory."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not files:
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crm360-read")
+    try:
+        pending = pool.submit(_read_new, files[0], seen, contract)
+        for index, source_file in enumerate(files):
+            digest, read = pending.result()
+            if index + 1 < len(files):
+                pending = pool.submit(_read_new, files[index + 1], seen, contract)
+            yield source_file, digest, read
+            del read
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def load_files(
@@ -181,11 +213,12 @@ def load_files(
         ).fetchall()
     )
     results = []
-    for source_file in discover(source_dir, pattern, as_of):
-        digest = sha256_of(source_file.path)
-        if (source_file.name, digest) in seen:
+    for source_file, digest, read in _read_ahead(
+        discover(source_dir, pattern, as_of), seen, contract
+    ):
+        if read is None:  # loaded before with the same content
             continue
-        frame, encoding, rejects = read_file(source_file.path, contract.format, contract.encodings)
+        frame, encoding, rejects = read
         if "_malformed_json" in frame.columns:
             malformed = frame["_malformed_json"]
             reason = pl.when(malformed.is_not_null()).then(pl.lit("malformed JSON: ") + malformed)

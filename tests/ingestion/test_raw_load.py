@@ -172,3 +172,33 @@ def test_contract_rejects_values_outside_bounds():
         f"select _reject_reason from ({check_sql(contract, 'incoming', frame.columns)})"
     ).fetchone()
     assert reason == "value above 5 in csat: 6"
+
+
+def test_files_read_ahead_load_in_order_once_and_stop_at_a_file_that_cannot_be_read(
+    settings, monkeypatch
+):
+    import ingestion.files as files
+
+    for day in (27, 28, 29, 30):
+        write_csv(settings.source_dir / "crm" / f"contacts_202610{day}.csv",
+                  [GOOD.replace("C1,", f"C{day},")])  # fmt: skip
+    real_read = files.read_file
+
+    def read_file(path, *args):
+        if path.name == "contacts_20261029.csv":
+            raise ContractError(f"{path}: cannot be read")
+        return real_read(path, *args)
+
+    monkeypatch.setattr(files, "read_file", read_file)
+    with connect(settings.warehouse) as con:
+        with pytest.raises(ContractError, match="contacts_20261029.csv: cannot be read"):
+            load_dir(con, settings)
+        loaded = con.execute("select file_name from raw._files order by loaded_at").fetchall()
+        assert loaded == [("crm/contacts_20261027.csv",), ("crm/contacts_20261028.csv",)]
+        monkeypatch.undo()
+        results = load_dir(con, settings)  # the next run loads the two left, in order
+        ids = con.execute("select contact_id from raw.crm_contacts order by _loaded_at").fetchall()
+    assert [r.source_location.rsplit("/", 1)[1] for r in results] == [
+        "contacts_20261029.csv", "contacts_20261030.csv"
+    ]  # fmt: skip
+    assert ids == [("C27",), ("C28",), ("C29",), ("C30",)]
