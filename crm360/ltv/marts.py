@@ -252,17 +252,15 @@ _CHURN_QUERIES = {
     # a device's event more than WEB_SESSION_GAP after its previous one starts a session
     # (churn.web_session_starts applied to these rows returns them unchanged)
     "web_events": """
-        select r.customer_id, e.anonymous_id, e.occurred_at
+        select customer_id, anonymous_id, occurred_at
         from (
-            select anonymous_id, occurred_at,
-                   lag(occurred_at) over (partition by anonymous_id order by occurred_at)
+            select r.customer_id, e.anonymous_id, e.occurred_at,
+                   lag(e.occurred_at) over (partition by e.anonymous_id order by e.occurred_at)
                        as previous_at
-            from ({web_events})
-            where anonymous_id in (select source_key from subscriber_records
-                                   where source = 'web')
-        ) as e
-        join subscriber_records as r on r.source = 'web' and r.source_key = e.anonymous_id
-        where e.previous_at is null or e.occurred_at - e.previous_at > {session_gap}""",
+            from ({web_events}) as e
+            join subscriber_records as r on r.source = 'web' and r.source_key = e.anonymous_id
+        )
+        where previous_at is null or occurred_at - previous_at > {session_gap}""",
     "email_events": """
         select r.customer_id, e.campaign_id, e.event_type, e.occurred_at
         from ({email_events}) as e
