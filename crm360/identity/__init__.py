@@ -25,13 +25,16 @@ import time
 from datetime import date
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from crm360.identity.config import IdentityConfig, load_config
-from crm360.identity.graph import Link, build_clusters
-from crm360.identity.ids import assign_ids
+from crm360.identity.graph import LinkArrays, cluster_links
+from crm360.identity.ids import assign_ids_frame
 from crm360.identity.records import load_records
 
 if TYPE_CHECKING:
     import duckdb
+    import polars as pl
 
 __all__ = ["IdentityConfig", "load_config", "resolve"]
 
@@ -96,13 +99,16 @@ def _blocked(con: duckdb.DuckDBPyConnection, config: IdentityConfig) -> list[tup
 
 def _deterministic_links(
     con: duckdb.DuckDBPyConnection, config: IdentityConfig
-) -> tuple[list[Link], list[tuple[Link, str]]]:
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Each record sharing a usable identifier value is linked to the value's first record
     (highest-ranked source); links come out in identifier priority order. For the identifier
     types in `confirm_with_name` (a phone is often a household's), two records that both carry
-    a name must also carry similar names, else the link is refused."""
+    a name must also carry similar names, else the link is refused. Returns the links (a, b,
+    rule, probability) and the refused ones (with a reason), both in priority order."""
+    import polars as pl
+
     order = " ".join(f"when '{t}' then {i}" for i, t in enumerate(config.identifier_priority))
-    rows = con.execute(
+    rows = con.sql(
         f"""
         with usable as (
             select * from id_usable
@@ -113,12 +119,14 @@ def _deterministic_links(
             group by all
             having count(*) > 1
         )
-        select hubs.hub, usable.idx,
-            case when usable.source = 'web' then 'web_login' else usable.id_type end,
-            not list_contains(?, usable.id_type)
+        select hubs.hub as a, usable.idx as b,
+            case when usable.source = 'web' then 'web_login' else usable.id_type end as rule,
+            cast(null as double) as probability,
+            not list_contains($types, usable.id_type)
                 or hub_record.name_kana is null or member.name_kana is null
-                or jaro_winkler_similarity(hub_record.name_kana, member.name_kana) >= ?
-                or jaro_winkler_similarity(hub_record.name, member.name) >= ? as names_agree,
+                or jaro_winkler_similarity(hub_record.name_kana, member.name_kana) >= $similar
+                or jaro_winkler_similarity(hub_record.name, member.name) >= $similar
+                as names_agree,
         from usable
         inner join hubs using (id_type, id_value)
         inner join id_records as hub_record on hub_record.idx = hubs.hub
@@ -126,21 +134,22 @@ def _deterministic_links(
         where usable.idx <> hubs.hub
         order by case usable.id_type {order} end, hubs.hub, usable.idx
         """,
-        [list(config.confirm_with_name), config.name_similarity, config.name_similarity],
-    ).fetchall()
-    links, refused = [], []
-    for a, b, rule, names_agree in rows:
-        if names_agree:
-            links.append(Link(a, b, rule))
-        else:
-            refused.append((Link(a, b, rule), f"{rule} shared by records with different names"))
+        params={"types": list(config.confirm_with_name), "similar": config.name_similarity},
+    ).pl()
+    links = rows.filter(pl.col("names_agree")).drop("names_agree")
+    refused = rows.filter(~pl.col("names_agree")).select(
+        "a", "b", "rule", "probability",
+        reason=pl.col("rule") + " shared by records with different names",
+    )  # fmt: skip
     return links, refused
 
 
-def _probabilistic_links(con, config: IdentityConfig, index: dict[str, int]):
+def _probabilistic_links(con, config: IdentityConfig):
+    import polars as pl
+
     from crm360.identity.matching import match_records
 
-    records = con.execute(
+    records = con.sql(
         """
         select record_id, name, name_kana, cast(birth_date as varchar) as birth_date,
             postal_code, prefecture,
@@ -157,34 +166,32 @@ def _probabilistic_links(con, config: IdentityConfig, index: dict[str, int]):
             "probabilistic matching skipped: %d CRM/shop records, fewer than min_records %d",
             records.num_rows, config.probabilistic.min_records,
         )  # fmt: skip
-        return [], None
+        return None, None
     result = match_records(records, config.probabilistic)
-    pairs = result.pairs.to_pylist()
-    links = [
-        Link(index[p["record_id_l"]], index[p["record_id_r"]], "probabilistic",
-             p["match_probability"])
-        for p in pairs
-    ]  # fmt: skip
+    pairs = pl.from_arrow(result.pairs).with_row_index("position")
+    con.register("pairs_index_frame", pairs)
+    try:
+        links = con.sql(
+            """
+            select l.idx as a, r.idx as b, 'probabilistic' as rule,
+                pairs.match_probability as probability,
+            from pairs_index_frame as pairs
+            inner join id_records as l on l.record_id = pairs.record_id_l
+            inner join id_records as r on r.record_id = pairs.record_id_r
+            order by pairs.position
+            """
+        ).pl()
+    finally:
+        con.unregister("pairs_index_frame")
     return links, result
-
-
-def _limited_values(con, config: IdentityConfig) -> dict[int, dict[str, set[str]]]:
-    values: dict[int, dict[str, set[str]]] = {}
-    types = list(config.max_per_cluster)
-    if not types:
-        return values
-    for idx, id_type, id_value in con.execute(
-        "select idx, id_type, id_value from id_usable where list_contains(?, id_type)",
-        [types],
-    ).fetchall():
-        values.setdefault(idx, {}).setdefault(id_type, set()).add(id_value)
-    return values
 
 
 def resolve(
     con: duckdb.DuckDBPyConnection, as_of: date, run_id: str, config: IdentityConfig
 ) -> dict:
     """Resolve identities as of `as_of`; write the identity schema in one transaction."""
+    import polars as pl
+
     started = time.monotonic()
     con.execute(_DDL)
     n = load_records(con)
@@ -197,86 +204,91 @@ def resolve(
         "create or replace temp table id_usable as "
         "select * from id_identifiers anti join id_blocked using (id_type, id_value)"
     )
-    record_ids = [r[0] for r in con.execute("select record_id from id_records order by idx")
-                  .fetchall()]  # fmt: skip
-    index = {r: i for i, r in enumerate(record_ids)}
 
     links, refused = _deterministic_links(con, config)
     match = None
     if config.probabilistic.enabled:
-        prob_links, match = _probabilistic_links(con, config, index)
-        links += prob_links
+        prob_links, match = _probabilistic_links(con, config)
+        if prob_links is not None:
+            links = pl.concat([links, prob_links.cast(links.schema)])
     probabilistic_ran = match is not None
-    clusters = build_clusters(n, links, _limited_values(con, config), config.max_per_cluster)
-    clusters.rejected[:0] = refused
+    arrays = LinkArrays(
+        a=links["a"].to_numpy(), b=links["b"].to_numpy(),
+        rule=links["rule"].to_numpy(), probability=links["probability"].to_numpy(),
+    )  # fmt: skip
+    limited = con.sql(
+        "select idx, id_type, id_value from id_usable where list_contains($types, id_type)",
+        params={"types": list(config.max_per_cluster)},
+    ).pl()
+    clusters = cluster_links(n, arrays, limited, config.max_per_cluster)
 
-    has_identifier = {r for (r,) in con.execute("select distinct idx from id_usable").fetchall()}
-    members: dict[int, list[int]] = {}
-    for idx, root in enumerate(clusters.root_of):
-        members.setdefault(root, []).append(idx)
-    customer_clusters = {
-        root: m for root, m in members.items() if len(m) > 1 or m[0] in has_identifier
-    }
-    rules = {idx: link.rule for idx, link in clusters.first_link.items()}
-    previous = dict(con.execute(
-        "select record_id, customer_id from identity.identity_graph").fetchall())  # fmt: skip
-    registry = "select customer_id, first_as_of_date, issued_at from identity.customers"
-    first_seen = {c: (str(d), str(t)) for c, d, t in con.execute(registry).fetchall()}
-    assignment = assign_ids(customer_clusters, record_ids, previous, first_seen, rules)
+    has_identifier = np.zeros(n, dtype=bool)
+    has_identifier[con.sql("select distinct idx from id_usable").fetchnumpy()["idx"]] = True
+    size = np.bincount(clusters.root_of, minlength=n)
+    customer = (size[clusters.root_of] > 1) | has_identifier
+    records = con.sql(
+        "select record_id, source, source_key from id_records order by idx").pl()  # fmt: skip
+    first = clusters.first_link
+    linked = first >= 0
+    # the joining link of each record, as columns; a record with none points past the end
+    pick = np.where(linked, first, len(arrays.a))
+    a, b = np.append(arrays.a, -1)[pick], np.append(arrays.b, -1)[pick]
+    members = records.with_columns(
+        idx=pl.int_range(n, dtype=pl.Int64),
+        root=pl.Series(clusters.root_of),
+        rule=links["rule"].cast(pl.String).extend_constant(None, 1).gather(pick),
+        probability=links["probability"].extend_constant(None, 1).gather(pick),
+        other=pl.Series(np.where(a == np.arange(n), b, a)),
+    ).filter(pl.Series(customer))
+    previous = con.sql("select record_id, customer_id from identity.identity_graph").pl()
+    registry = con.sql(
+        "select customer_id, first_as_of_date, issued_at from identity.customers").pl()  # fmt: skip
+    assignment = assign_ids_frame(
+        members.select("idx", "root", "record_id", pl.col("rule").cast(pl.String)),
+        previous, registry,
+    )  # fmt: skip
+    graph = (
+        members.join(assignment.customer_of, on="root")
+        .join(records.select(other_record="record_id").with_row_index("other")
+              .with_columns(pl.col("other").cast(pl.Int64)), on="other", how="left")  # fmt: skip
+        .select(
+            "record_id", "source", "source_key", "customer_id",
+            link_rule=pl.col("rule").cast(pl.String).fill_null("anchor"),
+            linked_to_record_id="other_record",
+            match_probability=pl.col("probability").cast(pl.Float64),
+        )
+    )  # fmt: skip
+    rejected = pl.concat(
+        [
+            refused,
+            links[[p for p, _ in clusters.rejected]].with_columns(
+                reason=pl.Series([why for _, why in clusters.rejected], dtype=pl.String)
+            ),
+        ]
+    ).join(records.select("record_id").with_row_index("a").with_columns(pl.col("a").cast(pl.Int64)),
+           on="a", how="left", maintain_order="left")  # fmt: skip
+    rejected = rejected.join(
+        records.select(record_id_b="record_id").with_row_index("b")
+        .with_columns(pl.col("b").cast(pl.Int64)), on="b", how="left", maintain_order="left",
+    ).select(
+        record_id_a="record_id", record_id_b="record_id_b", link_rule="rule",
+        match_probability="probability", reason="reason",
+    )  # fmt: skip
 
-    summary = _write(con, as_of, run_id, record_ids, clusters, customer_clusters, assignment,
-                     match, started)  # fmt: skip
+    summary = _write(con, as_of, run_id, graph, rejected, assignment, match, started)
     summary["probabilistic_matching"] = "ran" if probabilistic_ran else "skipped"
     log.info("identity resolution: %s", summary)
     return summary
 
 
-def _write(con, as_of, run_id, record_ids, clusters, customer_clusters, assignment, match,
-           started) -> dict:  # fmt: skip
+def _write(con, as_of, run_id, graph, rejected, assignment, match, started) -> dict:
     import polars as pl
 
-    sources = con.execute("select source, source_key from id_records order by idx").fetchall()
-    graph_rows = []
-    for root, members in customer_clusters.items():
-        customer_id = assignment.customer_of[root]
-        for idx in members:
-            link = clusters.first_link.get(idx)
-            other = None if link is None else (link.b if link.a == idx else link.a)
-            graph_rows.append((
-                record_ids[idx], *sources[idx], customer_id,
-                "anchor" if link is None else link.rule,
-                None if other is None else record_ids[other],
-                None if link is None else link.probability,
-            ))  # fmt: skip
-    graph = pl.DataFrame(
-        graph_rows,
-        schema={"record_id": pl.String, "source": pl.String, "source_key": pl.String,
-                "customer_id": pl.String, "link_rule": pl.String,
-                "linked_to_record_id": pl.String, "match_probability": pl.Float64},
-        orient="row",
-    )  # fmt: skip
-    rejected = pl.DataFrame(
-        [(record_ids[lk.a], record_ids[lk.b], lk.rule, lk.probability, why)
-         for lk, why in clusters.rejected],
-        schema={"record_id_a": pl.String, "record_id_b": pl.String, "link_rule": pl.String,
-                "match_probability": pl.Float64, "reason": pl.String},
-        orient="row",
-    )  # fmt: skip
     pairs = match.pairs if match else None
     con.register("graph_frame", graph)
     con.register("rejected_frame", rejected)
-    changes = pl.DataFrame(
-        assignment.changes,
-        schema={"old_customer_id": pl.String, "new_customer_id": pl.String,
-                "change_type": pl.String, "reason": pl.String},
-    )  # fmt: skip
-    con.register("changes_frame", changes)
-    new_ids = pl.DataFrame(
-        list(assignment.new_ids.items()),
-        schema={"customer_id": pl.String, "anchor_record_id": pl.String},
-        orient="row",
-    )
-    con.register("new_ids_frame", new_ids)
+    con.register("changes_frame", assignment.changes)
+    con.register("new_ids_frame", assignment.new_ids)
     if pairs is not None:
         con.register("pairs_frame", pairs)
     con.execute("begin transaction")
@@ -373,9 +385,9 @@ def _write(con, as_of, run_id, record_ids, clusters, customer_clusters, assignme
             "probabilistic_pairs": 0 if pairs is None else pairs.num_rows,
             "probabilistic_links": counts[6],
             "pairs_compared": match.compared if match else 0,
-            "merges": sum(c["change_type"] == "merge" for c in assignment.changes),
-            "splits": sum(c["change_type"] == "split" for c in assignment.changes),
-            "new_customers": len(assignment.new_ids),
+            "merges": assignment.changes.filter(pl.col("change_type") == "merge").height,
+            "splits": assignment.changes.filter(pl.col("change_type") == "split").height,
+            "new_customers": assignment.new_ids.height,
             "seconds": round(time.monotonic() - started, 3),
             "matching_seconds": match.seconds if match else 0.0,
         }  # fmt: skip
