@@ -15,6 +15,8 @@ the `identity` schema:
 - `identity.customers`: every customer id ever issued (active, merged into another, retired)
 - `identity.id_changes`: the log of merges and splits (old id -> new id, when, why)
 - `identity.resolution_runs`: one row per run with the counts and timings
+- `identity.match_models`: every trained probabilistic model, with when and on how many records
+- `identity.match_inputs`: the records the last probabilistic matching compared, as compared
 """
 
 from __future__ import annotations
@@ -60,6 +62,11 @@ create table if not exists identity.resolution_runs (
     rejected_links bigint, probabilistic_pairs bigint, probabilistic_links bigint,
     pairs_compared bigint, merges bigint, splits bigint, new_customers bigint,
     seconds double, matching_seconds double, model json
+);
+alter table identity.resolution_runs add column if not exists model_trained_as_of date;
+create table if not exists identity.match_models (
+    trained_as_of date, run_id varchar, records bigint, model_key varchar, model json,
+    trained_at timestamp
 );
 """
 
@@ -144,7 +151,41 @@ def _deterministic_links(
     return links, refused
 
 
-def _probabilistic_links(con, config: IdentityConfig):
+def _previous_match(con, config: IdentityConfig, as_of: date, records: int):
+    """The last run's model, records and pairs when its model may be reused, else None: the
+    model was trained under the same settings, fewer than `retrain_after_days` days before
+    `as_of` and on a number of records within `retrain_after_growth` of today's."""
+    from crm360.identity.matching import PreviousMatch
+
+    settings = config.probabilistic
+    rows = con.execute(
+        "select trained_as_of, records, model_key, model from identity.match_models "
+        "order by trained_at desc limit 1"
+    ).fetchall()
+    query = "select table_name from duckdb_tables() where schema_name = 'identity'"
+    tables = {t for (t,) in con.execute(query).fetchall()}
+    if not rows or not {"match_inputs", "match_pairs"} <= tables:
+        return None
+    trained_as_of, trained_records, key, model = rows[0]
+    if (
+        key != settings.model_key()
+        or not 0 <= (as_of - trained_as_of).days < settings.retrain_after_days
+        or abs(records - trained_records) > settings.retrain_after_growth * trained_records
+    ):
+        return None
+    return PreviousMatch(
+        model=json.loads(model),
+        trained_as_of=trained_as_of,
+        trained_records=trained_records,
+        inputs=con.sql("select * from identity.match_inputs").to_arrow_table(),
+        pairs=con.sql(
+            "select record_id_l, record_id_r, match_probability, match_weight "
+            "from identity.match_pairs"
+        ).to_arrow_table(),
+    )
+
+
+def _probabilistic_links(con, config: IdentityConfig, as_of: date):
     import polars as pl
 
     from crm360.identity.matching import match_records
@@ -167,7 +208,11 @@ def _probabilistic_links(con, config: IdentityConfig):
             records.num_rows, config.probabilistic.min_records,
         )  # fmt: skip
         return None, None
-    result = match_records(records, config.probabilistic)
+    previous = _previous_match(con, config, as_of, records.num_rows)
+    result = match_records(records, config.probabilistic, previous)
+    result.inputs = records
+    result.model_key = config.probabilistic.model_key()
+    result.trained_as_of = as_of if previous is None else previous.trained_as_of
     pairs = pl.from_arrow(result.pairs).with_row_index("position")
     con.register("pairs_index_frame", pairs)
     try:
@@ -208,7 +253,7 @@ def resolve(
     links, refused = _deterministic_links(con, config)
     match = None
     if config.probabilistic.enabled:
-        prob_links, match = _probabilistic_links(con, config)
+        prob_links, match = _probabilistic_links(con, config, as_of)
         if prob_links is not None:
             links = pl.concat([links, prob_links.cast(links.schema)])
     probabilistic_ran = match is not None
@@ -277,6 +322,10 @@ def resolve(
 
     summary = _write(con, as_of, run_id, graph, rejected, assignment, match, started)
     summary["probabilistic_matching"] = "ran" if probabilistic_ran else "skipped"
+    if match is not None:
+        summary["probabilistic_model"] = (
+            "trained" if match.trained else f"reused (trained as of {match.trained_as_of})"
+        )
     log.info("identity resolution: %s", summary)
     return summary
 
@@ -365,6 +414,7 @@ def _write(con, as_of, run_id, graph, rejected, assignment, match, started) -> d
                 """,
                 [as_of],
             )
+            _write_model(con, as_of, run_id, match)
         _update_registry(con, as_of, run_id, assignment)
         counts = con.execute(
             """
@@ -391,11 +441,13 @@ def _write(con, as_of, run_id, graph, rejected, assignment, match, started) -> d
             "seconds": round(time.monotonic() - started, 3),
             "matching_seconds": match.seconds if match else 0.0,
         }  # fmt: skip
+        columns = ["run_id", "as_of_date", *summary, "model", "model_trained_as_of"]
         con.execute(
-            "insert into identity.resolution_runs values "
-            "(?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [run_id, as_of, *summary.values(),  # keys in the column order of the table
-             json.dumps(match.parameters if match else None, default=str)],
+            f"insert into identity.resolution_runs ({', '.join(columns)}, resolved_at) "
+            f"values ({', '.join('?' * len(columns))}, now())",
+            [run_id, as_of, *summary.values(),
+             json.dumps(match.parameters if match else None, default=str),
+             match.trained_as_of if match else None],
         )  # fmt: skip
         con.execute("commit")
     except BaseException:
@@ -409,6 +461,23 @@ def _write(con, as_of, run_id, graph, rejected, assignment, match, started) -> d
             except Exception:  # noqa: BLE001 - not registered on this run
                 pass
     return summary
+
+
+def _write_model(con, as_of, run_id, match) -> None:
+    """The records just compared (what the next run compares against), and a trained model."""
+    con.register("match_inputs_frame", match.inputs)
+    try:
+        con.execute(
+            "create or replace table identity.match_inputs as select * from match_inputs_frame"
+        )
+    finally:
+        con.unregister("match_inputs_frame")
+    if match.trained:
+        con.execute(
+            "insert into identity.match_models values (?, ?, ?, ?, ?, now())",
+            [as_of, run_id, match.inputs.num_rows, match.model_key,
+             json.dumps(match.parameters, default=str)],
+        )  # fmt: skip
 
 
 def _update_registry(con, as_of, run_id, assignment) -> None:

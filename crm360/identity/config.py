@@ -36,6 +36,25 @@ class Probabilistic:
     em_blocking_rules: tuple[tuple[str, ...], ...] = ()
     seed: int = 42
     min_records: int = 1000
+    retrain_after_days: int = 7
+    retrain_after_growth: float = 0.1
+
+    def model_key(self) -> str:
+        """What the trained model depends on: a model trained under other comparisons,
+        blocks or training settings is never reused."""
+        import hashlib
+
+        fields = (
+            self.threshold,
+            self.blocking_rules,
+            self.comparisons,
+            self.prior_rules,
+            self.prior_recall,
+            self.u_sample_pairs,
+            self.em_blocking_rules,
+            self.seed,
+        )
+        return hashlib.sha256(repr(fields).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -89,6 +108,12 @@ def _probabilistic(raw: dict) -> Probabilistic:
     if not 0 < threshold < 1:
         raise IdentityConfigError(f"probabilistic.threshold must be in (0, 1), got {threshold}")
     enabled = bool(raw.get("enabled", True))
+    retrain_days = int(raw.get("retrain_after_days", 7))
+    growth = float(raw.get("retrain_after_growth", 0.1))
+    if retrain_days < 0 or growth < 0:
+        raise IdentityConfigError(
+            "probabilistic: retrain_after_days and retrain_after_growth must not be negative"
+        )
     blocking = _rules(raw.get("blocking_rules"), "probabilistic.blocking_rules")
     if enabled and (not comparisons or not blocking):
         raise IdentityConfigError("probabilistic: needs comparisons and blocking_rules")
@@ -103,6 +128,8 @@ def _probabilistic(raw: dict) -> Probabilistic:
         em_blocking_rules=_rules(raw.get("em_blocking_rules"), "probabilistic.em_blocking_rules"),
         seed=int(raw.get("seed", 42)),
         min_records=int(raw.get("min_records", 1000)),
+        retrain_after_days=retrain_days,
+        retrain_after_growth=growth,
     )
 
 

@@ -1,10 +1,12 @@
 """Probabilistic matching of CRM contacts and shop accounts with Splink on DuckDB.
 
 Splink runs in its own in-memory DuckDB database (its working tables never touch the
-warehouse); the records it compares are copied in through Arrow. The model is trained on every
-run (seeded): the match prior from the deterministic rules, u probabilities from random pairs,
-m probabilities by expectation maximisation on the configured blocks. Comparisons, blocks and
-the threshold come from config/identity.yml.
+warehouse); the records it compares are copied in through Arrow. The model is trained
+(seeded): the match prior from the deterministic rules, u probabilities from random pairs, m
+probabilities by expectation maximisation on the configured blocks. Between trainings
+(`retrain_after_days`, `retrain_after_growth`) a run reuses the last model and scores only the
+pairs that hold a new or changed record. Comparisons, blocks and the threshold come from
+config/identity.yml.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING
 
 from crm360.identity.config import Probabilistic
@@ -28,9 +31,13 @@ log = logging.getLogger(__name__)
 @dataclass
 class MatchResult:
     pairs: pa.Table  # record_id_l, record_id_r, match_probability, match_weight
-    compared: int  # pairs scored (after blocking)
+    compared: int  # pairs scored in this run (after blocking)
     seconds: float
     parameters: dict  # the trained model, as Splink saves it
+    trained: bool  # False: the previous model was reused
+    trained_as_of: date | None = None  # set by the caller
+    inputs: pa.Table | None = None  # the records compared, as given (set by the caller)
+    model_key: str = ""  # the settings the model depends on (set by the caller)
 
 
 def _comparison(spec):
@@ -72,9 +79,92 @@ def _compared_pairs(db_api, config: Probabilistic) -> int:
     return int(counts[-1]["cumulative_comparison_count"]) if counts else 0
 
 
-def match_records(records: pa.Table, config: Probabilistic) -> MatchResult:
+@dataclass
+class PreviousMatch:
+    """What the last run left for reusing its model: the model, when and on how many records
+    it was trained, the records it compared (record_id and the match columns) and the pairs it
+    kept (record_id_l, record_id_r, match_probability, match_weight)."""
+
+    model: dict
+    trained_as_of: date
+    trained_records: int
+    inputs: pa.Table
+    pairs: pa.Table
+
+
+def _train(linker, config: Probabilistic) -> None:
+    if config.prior_rules:
+        linker.training.estimate_probability_two_random_records_match(
+            _blocks(config.prior_rules), recall=config.prior_recall
+        )
+    linker.training.estimate_u_using_random_sampling(
+        max_pairs=config.u_sample_pairs, seed=config.seed
+    )
+    for rule in _blocks(config.em_blocking_rules):
+        linker.training.estimate_parameters_using_expectation_maximisation(
+            rule, estimate_without_term_frequencies=True
+        )
+
+
+def _rescore(mem, db_api, linker, previous: PreviousMatch, config: Probabilistic):
+    """With the previous model: score only the pairs that hold a new or changed record (new
+    with new, new with the rest) and keep the previous scores of every other pair, whose
+    records and model are unchanged. Returns the pairs' table name and the pairs scored."""
+    from splink.internals.misc import prob_to_match_weight
+
+    mem.register("previous_inputs_arrow", previous.inputs)
+    mem.register("previous_pairs_arrow", previous.pairs)
+    mem.execute(
+        """
+        create table changed_input as
+        select * from match_input
+        where record_id in (select record_id from (
+            select * from match_input except select * from previous_inputs_arrow))
+        """
+    )
+    mem.execute("create table unchanged_input as "
+                "select * from match_input anti join changed_input using (record_id)")  # fmt: skip
+    mem.execute(
+        """
+        create table kept_pairs as
+        select record_id_l, record_id_r, match_probability, match_weight,
+        from previous_pairs_arrow
+        where record_id_l in (select record_id from unchanged_input)
+            and record_id_r in (select record_id from unchanged_input)
+        """
+    )
+    mem.unregister("previous_inputs_arrow")
+    mem.unregister("previous_pairs_arrow")
+    changed = db_api.register("changed_input")
+    scored = []
+    if mem.execute("select count(*) from changed_input").fetchall()[0][0]:
+        scored.append(linker.inference.predict_within(changed, warning_mode="never"))
+        scored.append(linker.inference.predict_between(
+            changed, db_api.register("unchanged_input"), warning_mode="never"))  # fmt: skip
+    # the threshold as predict() applies it: on the match weight
+    weight = prob_to_match_weight(config.threshold)
+    union = " union all ".join(
+        f"select record_id_l, record_id_r, match_probability, match_weight "
+        f"from {df.physical_name} where match_weight >= {weight!r}"
+        for df in scored
+    )
+    mem.execute(
+        "create table rescored_pairs as select * from kept_pairs"
+        + (f" union all select least(record_id_l, record_id_r), greatest(record_id_l, "
+           f"record_id_r), match_probability, match_weight from ({union})" if scored else "")
+    )  # fmt: skip
+    compared = sum(mem.execute(f"select count(*) from {df.physical_name}").fetchall()[0][0]
+                   for df in scored)  # fmt: skip
+    return "rescored_pairs", compared
+
+
+def match_records(
+    records: pa.Table, config: Probabilistic, previous: PreviousMatch | None = None
+) -> MatchResult:
     """Score the pairs of `records` (a `record_id` column plus the match columns) that share a
-    block; return the pairs at or above the threshold."""
+    block; return the pairs at or above the threshold. With `previous`, its model is used as
+    it is and only the pairs holding a new or changed record are scored (see `_rescore`);
+    else the model is trained on `records`."""
     import duckdb
     from splink import DuckDBAPI, Linker, SettingsCreator
 
@@ -93,28 +183,23 @@ def match_records(records: pa.Table, config: Probabilistic) -> MatchResult:
         retain_matching_columns=False,
         retain_intermediate_calculation_columns=False,
     )
-    linker = Linker(db_api.register("match_input"), settings, log_level=logging.WARNING)
-    if config.prior_rules:
-        linker.training.estimate_probability_two_random_records_match(
-            _blocks(config.prior_rules), recall=config.prior_recall
-        )
-    linker.training.estimate_u_using_random_sampling(
-        max_pairs=config.u_sample_pairs, seed=config.seed
-    )
-    for rule in _blocks(config.em_blocking_rules):
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            rule, estimate_without_term_frequencies=True
-        )
-    # only pairs at or above the threshold are kept: at a million people the blocks yield
-    # tens of millions of scored pairs, which need not be stored
-    predictions = linker.inference.predict(threshold_match_probability=config.threshold)
-    compared = _compared_pairs(db_api, config)
+    if previous is not None:
+        linker = Linker(db_api.register("match_input"), previous.model,
+                        log_level=logging.WARNING)  # fmt: skip
+        table, compared = _rescore(mem, db_api, linker, previous, config)
+    else:
+        linker = Linker(db_api.register("match_input"), settings, log_level=logging.WARNING)
+        _train(linker, config)
+        # only pairs at or above the threshold are kept: at a million people the blocks yield
+        # tens of millions of scored pairs, which need not be stored
+        table = linker.inference.predict(threshold_match_probability=config.threshold)
+        table, compared = table.physical_name, _compared_pairs(db_api, config)
     pairs = mem.sql(
         f"""
         select least(record_id_l, record_id_r) as record_id_l,
             greatest(record_id_l, record_id_r) as record_id_r,
             match_probability, match_weight,
-        from {predictions.physical_name}
+        from {table}
         order by match_weight desc, 1, 2
         """
     ).to_arrow_table()
@@ -129,4 +214,4 @@ def match_records(records: pa.Table, config: Probabilistic) -> MatchResult:
         config.threshold,
         seconds,
     )
-    return MatchResult(pairs, compared, seconds, parameters)
+    return MatchResult(pairs, compared, seconds, parameters, trained=previous is None)
