@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -59,6 +60,17 @@ def test_an_added_day_keeps_ids_and_the_snapshot_records_the_change(tmp_path):
     (settings.source_dir / "crm" / "contacts_20261101.csv").write_text(
         out.getvalue(), encoding="utf-8"
     )
+    # ... and a later web file brings a new event and a newer version of a loaded one
+    first_file = min(settings.source_dir.glob("web/events/date=*/events.jsonl"))
+    event = next(e for e in map(json.loads, first_file.read_text(encoding="utf-8").splitlines())
+                 if e["event_type"] == "page_view" and not e["event_id"].startswith("E-BAD"))  # fmt: skip
+    event.update(event_type="add_to_cart")
+    late = dict(event, event_id="E-LATE-1")
+    day2_web = settings.source_dir / "web" / "events" / "date=2026-11-01" / "events.jsonl"
+    day2_web.parent.mkdir(parents=True)
+    day2_web.write_text(
+        "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in (event, late)), encoding="utf-8"
+    )
     identity = run_day(settings, DAY2, "day-2")
 
     with connect(settings.warehouse, read_only=True) as con:
@@ -75,6 +87,21 @@ def test_an_added_day_keeps_ids_and_the_snapshot_records_the_change(tmp_path):
             "and dbt_valid_from <= ? and (dbt_valid_to > ? or dbt_valid_to is null)",
             [customer_id, DAY1, DAY1],
         ).fetchone()[0]
+        # the web events table, updated incrementally, holds what a full rebuild would
+        latest = """
+            select event_id, event_type, anonymous_id
+            from raw.web_events qualify row_number() over (
+                partition by event_id order by _loaded_at desc, _source_row desc) = 1
+        """
+        staged = set(con.execute(
+            "select event_id, event_type, anonymous_id from staging.stg_web__events"
+        ).fetchall())  # fmt: skip
+        raw = con.execute(latest).fetchall()
+        types = dict(con.execute(
+            "select event_id, event_type from staging.stg_web__events").fetchall())  # fmt: skip
+    assert len(staged) == len(raw) == len(types)
+    assert types[event["event_id"]] == "add_to_cart" and types["E-LATE-1"] == "add_to_cart"
+    assert staged == set(raw)
     assert {r: after[r] for r in before} == before  # nobody renumbered
     assert identity["merges"] == identity["splits"] == 0
     assert history[0][1:] == (DAY1, DAY2) and history[0][0] != "999-9999"
