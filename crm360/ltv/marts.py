@@ -57,6 +57,10 @@ def parse_as_of(value: object) -> date:
     return date.fromisoformat(str(value)[:10])
 
 
+# the columns of int_orders__priced the LTV models read
+ORDER_COLUMNS = "customer_id, ordered_at, revenue, gross_margin, is_completed"
+
+
 def buyer_transactions(orders: pd.DataFrame, as_of: date) -> pd.DataFrame:
     """Completed orders placed before as_of by a known customer (customer_id, ordered_at,
     revenue, gross_margin)."""

@@ -2,7 +2,7 @@
 the completed orders before as_of_date, refitted on every run, with their diagnostics.
 Incremental on model_fit_id: earlier as_of dates keep their rows, a rerun replaces its own."""
 
-from crm360.ltv.marts import LtvSettings, as_arrow, model_fits, parse_as_of
+from crm360.ltv.marts import ORDER_COLUMNS, LtvSettings, as_arrow, model_fits, parse_as_of
 
 
 def model(dbt, session):
@@ -13,5 +13,5 @@ def model(dbt, session):
         annual_discount_rate=float(dbt.config.get("annual_discount_rate")),
         penalizer_coef=float(dbt.config.get("penalizer_coef")),
     )
-    orders = dbt.ref("int_orders__priced").df()
+    orders = dbt.ref("int_orders__priced").project(ORDER_COLUMNS).df()
     return as_arrow(model_fits(orders, settings))
