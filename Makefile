@@ -12,8 +12,9 @@ bootstrap:
 demo: bootstrap
 	$(VENV)/crm360 demo
 
+# one worker per core; a test module's tests stay on one worker (they share its fixtures)
 test: bootstrap
-	$(VENV)/python -m pytest
+	$(VENV)/python -m pytest -n auto --dist loadfile
 
 # The benchmark (docs/benchmark.md)
 bench: bootstrap
