@@ -166,17 +166,46 @@ def _read_jsonl(text: str, data: bytes, path: Path) -> pl.DataFrame:
     return pl.DataFrame(rows, infer_schema_length=None).cast(pl.String)
 
 
-def _read_new(source_file: SourceFile, seen: set, contract: ObjectContract):
+# a file whose modification time is this close to the moment it was hashed may still be being
+# written within the same clock tick: its stat is not recorded, so the next run hashes it again
+_RACY_NS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What raw._files says was loaded: (name, sha256) pairs, and the (name, size, mtime) of
+    files whose content was hashed long enough after their last change to be trusted."""
+
+    contents: set
+    stats: set
+
+
+def _stat_key(source_file: SourceFile) -> tuple[str, int, int]:
+    stat = source_file.path.stat()
+    return source_file.name, stat.st_size, stat.st_mtime_ns
+
+
+def _read_new(source_file: SourceFile, seen: _Seen, contract: ObjectContract):
+    """(sha256, stat to record, read_file's result); the result is None when the file was
+    loaded before: same name, size and modification time (not re-read, like git's index), or
+    same name and content."""
+    import time
+
+    stat = _stat_key(source_file)
+    if stat in seen.stats:
+        return None, None, None
+    hashed_at = time.time_ns()
     digest = sha256_of(source_file.path)
-    if (source_file.name, digest) in seen:
-        return digest, None
-    return digest, read_file(source_file.path, contract.format, contract.encodings)
+    trusted = stat if stat[2] < hashed_at - _RACY_NS else None
+    if (source_file.name, digest) in seen.contents:
+        return digest, trusted, None
+    return digest, trusted, read_file(source_file.path, contract.format, contract.encodings)
 
 
-def _read_ahead(files: list[SourceFile], seen: set, contract: ObjectContract):
-    """(file, sha256, read_file's result or None when already loaded), in order; the next file
-    is hashed and read in a thread while the caller loads this one (polars and DuckDB release
-    the GIL), so at most two files are in memory."""
+def _read_ahead(files: list[SourceFile], seen: _Seen, contract: ObjectContract):
+    """(file, sha256, stat, read_file's result or None when already loaded), in order; the next
+    file is hashed and read in a thread while the caller loads this one (polars and DuckDB
+    release the GIL), so at most two files are in memory."""
     from concurrent.futures import ThreadPoolExecutor
 
     if not files:
@@ -185,10 +214,10 @@ def _read_ahead(files: list[SourceFile], seen: set, contract: ObjectContract):
     try:
         pending = pool.submit(_read_new, files[0], seen, contract)
         for index, source_file in enumerate(files):
-            digest, read = pending.result()
+            digest, stat, read = pending.result()
             if index + 1 < len(files):
                 pending = pool.submit(_read_new, files[index + 1], seen, contract)
-            yield source_file, digest, read
+            yield source_file, digest, stat, read
             del read
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -202,21 +231,34 @@ def load_files(
     as_of: date | None,
     run_id: str | None = None,
 ) -> list[LoadResult]:
-    """Load every matching file not loaded before with the same content."""
+    """Load every matching file not loaded before with the same content.
+
+    A file is hashed only when its name, size or modification time differs from every file
+    loaded before; a file touched without a change in content is recognised by its hash and
+    its new time recorded."""
     import polars as pl
 
     ensure_raw_schema(con)
-    seen = set(
-        con.execute(
-            "select file_name, sha256 from raw._files where source = ? and object = ?",
-            [contract.source, contract.name],
-        ).fetchall()
+    rows = con.execute(
+        "select file_name, sha256, size_bytes, modified_ns from raw._files "
+        "where source = ? and object = ?",
+        [contract.source, contract.name],
+    ).fetchall()
+    seen = _Seen(
+        contents={(name, digest) for name, digest, _, _ in rows},
+        stats={(name, size, mtime) for name, _, size, mtime in rows if mtime is not None},
     )
     results = []
-    for source_file, digest, read in _read_ahead(
+    for source_file, digest, stat, read in _read_ahead(
         discover(source_dir, pattern, as_of), seen, contract
     ):
         if read is None:  # loaded before with the same content
+            if digest is not None and stat is not None:
+                con.execute(
+                    "update raw._files set size_bytes = ?, modified_ns = ? "
+                    "where source = ? and object = ? and file_name = ? and sha256 = ?",
+                    [stat[1], stat[2], contract.source, contract.name, source_file.name, digest],
+                )
             continue
         frame, encoding, rejects = read
         if "_malformed_json" in frame.columns:
@@ -228,15 +270,18 @@ def load_files(
             frame = frame.drop("_malformed_json")
         state = [
             StateUpdate(
-                "insert into raw._files values (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
+                "insert into raw._files (source, object, file_name, sha256, size_bytes, "
+                "encoding, load_id, loaded_at, modified_ns) "
+                "values (?, ?, ?, ?, ?, ?, ?, current_timestamp, ?)",
                 (
                     contract.source,
                     contract.name,
                     source_file.name,
                     digest,
-                    source_file.path.stat().st_size,
+                    source_file.path.stat().st_size if stat is None else stat[1],
                     encoding,
                     ...,
+                    None if stat is None else stat[2],
                 ),
             )  # fmt: skip
         ]

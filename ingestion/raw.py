@@ -65,6 +65,7 @@ create table if not exists raw._files (
     loaded_at timestamptz not null,
     primary key (source, object, file_name, sha256)
 );
+alter table raw._files add column if not exists modified_ns bigint;
 create table if not exists raw._watermarks (
     source varchar not null,
     object varchar not null,

@@ -202,3 +202,61 @@ def test_files_read_ahead_load_in_order_once_and_stop_at_a_file_that_cannot_be_r
         "contacts_20261029.csv", "contacts_20261030.csv"
     ]  # fmt: skip
     assert ids == [("C27",), ("C28",), ("C29",), ("C30",)]
+
+
+def test_a_file_unchanged_since_its_load_is_not_read_again_and_a_changed_one_is(
+    settings, monkeypatch
+):
+    import os
+
+    import ingestion.files as files
+
+    path = settings.source_dir / "crm" / "contacts_20261030.csv"
+    write_csv(path, [GOOD])
+    hour_ago = path.stat().st_mtime_ns - 3_600 * 10**9
+    os.utime(path, ns=(hour_ago, hour_ago))  # exported an hour ago
+    hashed = []
+    real_sha = files.sha256_of
+    monkeypatch.setattr(files, "sha256_of", lambda p: hashed.append(p.name) or real_sha(p))
+
+    def run():
+        hashed.clear()
+        with connect(settings.warehouse) as con:
+            loaded = [r.rows_loaded for r in load_dir(con, settings)]
+            versions = con.execute(
+                "select file_name, size_bytes, modified_ns from raw._files order by loaded_at"
+            ).fetchall()
+        return loaded, list(hashed), versions
+
+    assert run() == (
+        [1],
+        [path.name],
+        [("crm/contacts_20261030.csv", path.stat().st_size, hour_ago)],
+    )
+    # the next run recognises the file by name, size and time: not hashed, not read
+    assert run()[:2] == ([], [])
+    # touched, same bytes: hashed once, not loaded again, its new time recorded
+    os.utime(path, ns=(hour_ago + 10**9, hour_ago + 10**9))
+    loaded, hashed_now, versions = run()
+    assert (loaded, hashed_now) == ([], [path.name])
+    assert versions[0][2] == hour_ago + 10**9
+    assert run()[:2] == ([], [])
+    # same name and size, new content and time: loaded as a new version
+    write_csv(path, [GOOD.replace("C1,", "C9,")])
+    os.utime(path, ns=(hour_ago + 2 * 10**9, hour_ago + 2 * 10**9))
+    loaded, hashed_now, versions = run()
+    assert (loaded, hashed_now, len(versions)) == ([1], [path.name], 2)
+
+
+def test_a_file_written_just_before_it_was_hashed_is_hashed_again_next_time(settings):
+    path = settings.source_dir / "crm" / "contacts_20261030.csv"
+    write_csv(path, [GOOD])  # modified now: it may still change within the clock's resolution
+    with connect(settings.warehouse) as con:
+        (result,) = load_dir(con, settings)
+        recorded = con.execute("select modified_ns from raw._files").fetchall()
+        write_csv(path, [GOOD.replace("C1,", "C2,")])  # same size, maybe the same time
+        (again,) = load_dir(con, settings)
+        ids = con.execute("select contact_id from raw.crm_contacts order by _loaded_at").fetchall()
+    assert recorded == [(None,)]
+    assert (result.rows_loaded, again.rows_loaded) == (1, 1)
+    assert ids == [("C1",), ("C2",)]
