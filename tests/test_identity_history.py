@@ -99,6 +99,16 @@ def test_an_added_day_keeps_ids_and_the_snapshot_records_the_change(tmp_path):
         raw = con.execute(latest).fetchall()
         types = dict(con.execute(
             "select event_id, event_type from staging.stg_web__events").fetchall())  # fmt: skip
+        # day 2 predicts with the LTV fits and the churn model of day 1 (refit after 7 days)
+        fits = con.execute(
+            "select as_of_date, fitted_as_of_date, model_name, param_r, param_p, customer_count "
+            "from marts.ltv_model_fits order by as_of_date, model_name"
+        ).fetchall()
+        evaluations = con.execute(
+            "select as_of_date, trained_as_of_date, is_model_trained, model_coefficients "
+            "from marts.churn_model_evaluation order by as_of_date"
+        ).fetchall()
+        ltv_days = con.execute("select distinct as_of_date from marts.customer_ltv").fetchall()
     assert len(staged) == len(raw) == len(types)
     assert types[event["event_id"]] == "add_to_cart" and types["E-LATE-1"] == "add_to_cart"
     assert staged == set(raw)
@@ -107,3 +117,14 @@ def test_an_added_day_keeps_ids_and_the_snapshot_records_the_change(tmp_path):
     assert history[0][1:] == (DAY1, DAY2) and history[0][0] != "999-9999"
     assert history[1] == ("999-9999", DAY2, None)
     assert on_day1 == history[0][0]
+    assert [f[:3] for f in fits] == [
+        (DAY1, DAY1, "bg_nbd"), (DAY1, DAY1, "gamma_gamma"),
+        (DAY2, DAY1, "bg_nbd"), (DAY2, DAY1, "gamma_gamma"),
+    ]  # fmt: skip
+    assert [f[3:] for f in fits[:2]] == [f[3:] for f in fits[2:]]
+    assert ltv_days == [(DAY2,)]
+    day1_model, day2_model = evaluations
+    trained_day1 = day1_model[2]
+    assert day2_model[:2] == (DAY2, DAY1 if trained_day1 else DAY2)
+    if trained_day1:
+        assert day2_model[3] == day1_model[3]

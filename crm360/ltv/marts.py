@@ -33,6 +33,10 @@ class LtvSettings:
     horizon_months: int = 12
     annual_discount_rate: float = 0.10
     penalizer_coef: float = 0.001
+    # the fits of an earlier run are reused while younger than this many days and while the
+    # number of buyers has changed by at most refit_after_growth (0: refit on every run)
+    refit_after_days: int = 7
+    refit_after_growth: float = 0.1
 
     @property
     def calibration_end(self) -> date:
@@ -99,6 +103,7 @@ def model_fits(orders: pd.DataFrame, settings: LtvSettings) -> pd.DataFrame:
         row = {
             "model_fit_id": f"{settings.as_of.isoformat()}:{fit.model}",
             "as_of_date": settings.as_of,
+            "fitted_as_of_date": settings.as_of,
             "model_name": fit.model,
         }
         row.update({column: fit.params.get(name) for name, column in FIT_PARAM_COLUMNS.items()})
@@ -118,9 +123,86 @@ def model_fits(orders: pd.DataFrame, settings: LtvSettings) -> pd.DataFrame:
         )
         rows.append(row)
     frame = pd.DataFrame(rows)
-    frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.date
-    frame["calibration_end_date"] = pd.to_datetime(frame["calibration_end_date"]).dt.date
+    for column in ("as_of_date", "fitted_as_of_date", "calibration_end_date"):
+        frame[column] = pd.to_datetime(frame[column]).dt.date
     return frame
+
+
+def _with_dates(previous: pd.DataFrame, made_on: str, others: list[str]) -> pd.DataFrame:
+    """Earlier rows of an incremental model with their date columns as dates (they come back
+    from the warehouse as timestamps) and `made_on` (the date the model was fitted or trained)
+    filled with as_of_date in rows written before that column existed."""
+    import pandas as pd
+
+    previous = previous.copy()
+    for column in ("as_of_date", made_on, *others):
+        values = previous[column] if column in previous else pd.Series(None, index=previous.index)
+        previous[column] = [None if pd.isna(v) else pd.Timestamp(v).date() for v in values]
+    previous[made_on] = [
+        made if made is not None else as_of
+        for made, as_of in zip(previous[made_on], previous["as_of_date"], strict=True)
+    ]
+    return previous
+
+
+def buyer_count_sql(orders_sql: str, as_of: date) -> str:
+    """SQL counting the buyers model_fits would fit on (as buyer_transactions selects them)."""
+    return (
+        f"select count(distinct customer_id) from ({orders_sql}) "
+        f"where is_completed and customer_id is not null "
+        f"and ordered_at < timestamp '{as_of.isoformat()}'"
+    )
+
+
+def reusable_fits(
+    previous: pd.DataFrame, buyers: int, settings: LtvSettings
+) -> pd.DataFrame | None:
+    """The fits of the latest earlier run, restamped for settings.as_of, when they may be
+    reused: fitted fewer than refit_after_days days before as_of, both models converged, with
+    the same time unit, penalizer and library version, and a buyer count within
+    refit_after_growth of the one fitted. None means: fit again.
+
+    `previous`: ltv_model_fits rows of earlier as_of dates (fitted_as_of_date null in rows
+    written before that column existed: those were fitted on their own date)."""
+
+    if settings.refit_after_days <= 0 or previous is None or previous.empty:
+        return None
+    previous = _with_dates(previous, "fitted_as_of_date", ["calibration_end_date"])
+    earlier = previous[previous["as_of_date"] < settings.as_of]
+    if earlier.empty:
+        return None
+    latest = earlier[earlier["as_of_date"] == earlier["as_of_date"].max()]
+    if sorted(latest["model_name"]) != ["bg_nbd", "gamma_gamma"]:
+        return None
+    fitted = latest["fitted_as_of_date"].iloc[0]
+    bg_nbd = latest[latest["model_name"] == "bg_nbd"].iloc[0]
+    library_version = models.fit_library_version()
+    reasons = [
+        (settings.as_of - fitted).days >= settings.refit_after_days
+        and f"fitted {(settings.as_of - fitted).days} days ago",
+        (latest["fitted_as_of_date"] != fitted).any() and "models fitted on different dates",
+        not latest["is_converged"].astype(bool).all() and "a fit did not converge",
+        (latest["time_unit_days"].astype(float) != float(settings.time_unit_days)).any()
+        and "time unit changed",
+        (latest["penalizer_coef"].astype(float) != float(settings.penalizer_coef)).any()
+        and "penalizer changed",
+        (latest["library_version"] != library_version).any() and "library version changed",
+        abs(buyers - int(bg_nbd["customer_count"]))
+        > settings.refit_after_growth * int(bg_nbd["customer_count"])
+        and f"buyers {int(bg_nbd['customer_count']):,} -> {buyers:,}",
+    ]
+    reasons = [r for r in reasons if r]
+    if reasons:
+        log.info("refitting the LTV models for %s: %s", settings.as_of, "; ".join(reasons))
+        return None
+    log.info("reusing the LTV models fitted for %s on %s", fitted, settings.as_of)
+    reused = latest.copy()
+    reused["model_fit_id"] = settings.as_of.isoformat() + ":" + reused["model_name"]
+    reused["as_of_date"] = settings.as_of
+    reused["fitted_as_of_date"] = fitted
+    reused["horizon_months"] = int(settings.horizon_months)
+    reused["annual_discount_rate"] = float(settings.annual_discount_rate)
+    return reused.sort_values("model_name").reset_index(drop=True)
 
 
 def params_of(fits: pd.DataFrame, model_name: str, as_of: date) -> dict[str, float]:
@@ -229,6 +311,9 @@ class ChurnSettings:
     band_low: float = 0.3
     band_medium: float = 0.6
     calibration_bins: int = 5
+    # the model of an earlier run is reused while younger than this many days (0: retrain on
+    # every run)
+    retrain_after_days: int = 7
 
 
 # What the churn features read, computed in DuckDB so that pandas only ever holds the rows of
@@ -314,6 +399,7 @@ def churn_model_evaluation(
     result = churn.evaluate(model, holdout, settings.calibration_bins)
     row = {
         "as_of_date": settings.as_of,
+        "trained_as_of_date": settings.as_of,
         "model_name": "subscription_logistic_regression",
         "label_days": settings.label_days,
         "train_first_cutoff_date": split.train[0],
@@ -333,10 +419,53 @@ def churn_model_evaluation(
         "library_version": _version("scikit-learn"),
     }
     frame = pd.DataFrame([row])
-    for column in ("as_of_date", "train_first_cutoff_date", "train_last_cutoff_date",
-                   "holdout_cutoff_date"):  # fmt: skip
+    for column in ("as_of_date", "trained_as_of_date", "train_first_cutoff_date",
+                   "train_last_cutoff_date", "holdout_cutoff_date"):  # fmt: skip
         frame[column] = pd.to_datetime(frame[column]).dt.date
     return frame, model
+
+
+def reusable_evaluation(previous: pd.DataFrame, settings: ChurnSettings) -> pd.DataFrame | None:
+    """The churn_model_evaluation row of the latest earlier run, restamped for settings.as_of,
+    when its model may be reused: trained fewer than retrain_after_days days before as_of, with
+    the same label days, training cutoffs, calibration bins and library version. A run that
+    could not train a model is never reused. None means: train again.
+
+    `previous`: rows of earlier as_of dates (trained_as_of_date null in rows written before
+    that column existed: those were trained on their own date)."""
+
+    if settings.retrain_after_days <= 0 or previous is None or previous.empty:
+        return None
+    previous = _with_dates(
+        previous,
+        "trained_as_of_date",
+        ["train_first_cutoff_date", "train_last_cutoff_date", "holdout_cutoff_date"],
+    )
+    earlier = previous[previous["as_of_date"] < settings.as_of]
+    if earlier.empty:
+        return None
+    latest = earlier.sort_values("as_of_date").iloc[[-1]].copy()
+    row = latest.iloc[0]
+    trained = row["trained_as_of_date"]
+    split = churn.time_split(trained, settings.label_days, settings.train_snapshots)
+    reasons = [
+        (settings.as_of - trained).days >= settings.retrain_after_days
+        and f"trained {(settings.as_of - trained).days} days ago",
+        not bool(row["is_model_trained"]) and "no model was trained",
+        int(row["label_days"]) != settings.label_days and "label days changed",
+        (row["train_first_cutoff_date"], row["train_last_cutoff_date"])
+        != (split.train[0], split.train[-1])
+        and "training cutoffs changed",
+        row["library_version"] != _version("scikit-learn") and "library version changed",
+    ]
+    reasons = [r for r in reasons if r]
+    if reasons:
+        log.info("retraining the churn model for %s: %s", settings.as_of, "; ".join(reasons))
+        return None
+    log.info("reusing the churn model trained for %s on %s", trained, settings.as_of)
+    latest["as_of_date"] = settings.as_of
+    latest["trained_as_of_date"] = trained
+    return latest.reset_index(drop=True)
 
 
 def evaluation_for(evaluations: pd.DataFrame, as_of: date) -> pd.Series:

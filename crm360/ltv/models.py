@@ -49,6 +49,11 @@ def _lifetimes_version() -> str:
     return version("lifetimes")
 
 
+def fit_library_version() -> str:
+    """The version of the library the fits are made with (a fit of another is not reused)."""
+    return _lifetimes_version()
+
+
 def fit_bg_nbd(
     summary: pd.DataFrame, penalizer_coef: float = 0.0
 ) -> tuple[BetaGeoFitter, FitDiagnostics]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
@@ -234,3 +235,118 @@ def test_churn_logs_read_in_duckdb_give_the_features_of_the_whole_logs():
         compared += len(got)
     assert compared > 20
     assert read.web_sessions["started_at"].notna().all()
+
+
+def _stored(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame as it comes back from the warehouse: dates as timestamps."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if column.endswith("_date"):
+            frame[column] = pd.to_datetime(frame[column])
+    return frame
+
+
+def _fits_of(day: date, buyers: int = 1000, **changes) -> pd.DataFrame:
+    rows = []
+    for model_name in ("bg_nbd", "gamma_gamma"):
+        rows.append({
+            "model_fit_id": f"{day}:{model_name}", "as_of_date": day, "fitted_as_of_date": day,
+            "model_name": model_name, "param_r": 0.5, "param_alpha": 4.0, "param_a": 0.8,
+            "param_b": 2.4, "param_p": None, "param_q": None, "param_v": None,
+            "customer_count": buyers if model_name == "bg_nbd" else buyers // 3,
+            "is_converged": True, "penalizer_coef": 0.001,
+            "calibration_end_date": day - pd.Timedelta(days=1), "time_unit_days": 7.0,
+            "horizon_months": 12, "annual_discount_rate": 0.1, "library": "lifetimes",
+            "library_version": marts.models.fit_library_version(), **changes,
+        })  # fmt: skip
+    return _stored(pd.DataFrame(rows))
+
+
+def test_ltv_fits_are_reused_until_they_are_too_old_or_the_buyers_changed():
+    day1 = date(2026, 11, 1)
+    previous = _fits_of(day1)
+    settings = marts.LtvSettings(as_of=date(2026, 11, 7), horizon_months=6)
+    reused = marts.reusable_fits(previous, 1050, settings)
+    assert list(reused["model_fit_id"]) == ["2026-11-07:bg_nbd", "2026-11-07:gamma_gamma"]
+    assert set(reused["as_of_date"]) == {date(2026, 11, 7)}
+    assert set(reused["fitted_as_of_date"]) == {day1}
+    assert set(reused["horizon_months"]) == {6}  # the run's own prediction settings
+    assert list(reused["param_r"]) == [0.5, 0.5]
+    # the reused rows are reused again, still as fitted on day 1
+    again = marts.reusable_fits(_stored(reused), 1050, replace(settings, as_of=date(2026, 11, 8)))
+    assert again is None  # 7 days after the fit
+    again = marts.reusable_fits(_stored(reused), 1050, replace(settings, as_of=date(2026, 11, 7)))
+    assert again is None  # only earlier dates are candidates
+    assert marts.reusable_fits(previous, 1101, settings) is None  # buyers +10.1%
+    assert marts.reusable_fits(previous, 899, settings) is None  # -10.1%
+    assert marts.reusable_fits(previous, 900, settings) is not None  # -10%: still reused
+    assert marts.reusable_fits(previous, 1050, replace(settings, refit_after_days=0)) is None
+    assert marts.reusable_fits(previous, 1050, replace(settings, penalizer_coef=0.01)) is None
+    assert marts.reusable_fits(previous, 1050, replace(settings, time_unit_days=1.0)) is None
+    assert marts.reusable_fits(_fits_of(day1, is_converged=False), 1050, settings) is None
+    assert marts.reusable_fits(_fits_of(day1, library_version="0.0"), 1050, settings) is None
+    assert marts.reusable_fits(previous.iloc[:1], 1050, settings) is None  # one model missing
+    assert marts.reusable_fits(previous.iloc[:0], 1050, settings) is None  # first run
+    # rows written before fitted_as_of_date existed were fitted on their own date
+    legacy = previous.drop(columns="fitted_as_of_date")
+    assert set(marts.reusable_fits(legacy, 1000, settings)["fitted_as_of_date"]) == {day1}
+
+
+def test_customer_ltv_predicts_with_reused_fits_as_with_the_fits_they_copy():
+    previous = FITS[FITS["as_of_date"] == AS_OF].assign(
+        model_fit_id=lambda f: str(AS_OF) + ":" + f["model_name"], fitted_as_of_date=AS_OF,
+        customer_count=[2, 1], is_converged=True, penalizer_coef=0.001, time_unit_days=7.0,
+        library_version=marts.models.fit_library_version(),
+    )  # fmt: skip
+    later = replace(SETTINGS, as_of=date(2026, 11, 3))
+    reused = marts.reusable_fits(_stored(previous), 2, later)
+    relabelled = previous.assign(as_of_date=later.as_of)
+    assert_frame_equal = pd.testing.assert_frame_equal
+    assert_frame_equal(
+        marts.customer_ltv(CUSTOMERS, ORDERS, reused, later),
+        marts.customer_ltv(CUSTOMERS, ORDERS, relabelled, later),
+    )
+
+
+def _evaluation_of(day: date, **changes) -> pd.DataFrame:
+    split = churn.time_split(day, 90, 4)
+    row = {
+        "as_of_date": day, "trained_as_of_date": day,
+        "model_name": "subscription_logistic_regression", "label_days": 90,
+        "train_first_cutoff_date": split.train[0], "train_last_cutoff_date": split.train[-1],
+        "holdout_cutoff_date": split.holdout, "train_row_count": 400,
+        "train_cancelled_count": 40, "holdout_row_count": 100, "holdout_cancelled_count": 9,
+        "holdout_base_rate": 0.09, "holdout_auc": 0.71, "holdout_brier_score": 0.08,
+        "calibration_bins": "[]", "is_model_trained": True, "model_coefficients": "{}",
+        "library": "scikit-learn", "library_version": marts._version("scikit-learn"),
+        **changes,
+    }  # fmt: skip
+    return _stored(pd.DataFrame([row]))
+
+
+def test_the_churn_model_is_reused_until_it_is_too_old_or_its_split_changed():
+    day1 = date(2026, 11, 1)
+    settings = marts.ChurnSettings(as_of=date(2026, 11, 5))
+    reused = marts.reusable_evaluation(_evaluation_of(day1), settings)
+    assert len(reused) == 1
+    row = reused.iloc[0]
+    assert (row["as_of_date"], row["trained_as_of_date"]) == (settings.as_of, day1)
+    assert (row["holdout_auc"], row["model_coefficients"]) == (0.71, "{}")
+    assert row["holdout_cutoff_date"] == day1 - pd.Timedelta(days=90)
+    two = pd.concat([_evaluation_of(day1), _stored(reused)])
+    assert marts.reusable_evaluation(two, replace(settings, as_of=date(2026, 11, 6))).iloc[0][
+        "trained_as_of_date"] == day1  # fmt: skip
+    assert marts.reusable_evaluation(two, replace(settings, as_of=date(2026, 11, 8))) is None
+    assert marts.reusable_evaluation(_evaluation_of(day1), replace(settings, label_days=60)) is None
+    assert (
+        marts.reusable_evaluation(_evaluation_of(day1), replace(settings, train_snapshots=3))
+        is None
+    )
+    assert (
+        marts.reusable_evaluation(_evaluation_of(day1), replace(settings, retrain_after_days=0))
+        is None
+    )
+    untrained = _evaluation_of(day1, is_model_trained=False, model_coefficients=None)
+    assert marts.reusable_evaluation(untrained, settings) is None
+    legacy = _evaluation_of(day1).drop(columns="trained_as_of_date")
+    assert marts.reusable_evaluation(legacy, settings).iloc[0]["trained_as_of_date"] == day1

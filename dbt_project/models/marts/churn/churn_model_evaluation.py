@@ -1,6 +1,9 @@
 """One row per as_of_date: the subscription cancellation model trained on subscriptions running
 at earlier cutoffs, its holdout AUC, Brier score and calibration on a later cutoff (a split in
-time), and its coefficients, which customer_churn_risk applies. Incremental on as_of_date."""
+time), and its coefficients, which customer_churn_risk applies. A run retrains when the latest
+earlier model is retrain_after_days old or more, or when the label days, training cutoffs or
+library version changed; otherwise it keeps that row's model and evaluation
+(trained_as_of_date says which run trained it). Incremental on as_of_date."""
 
 from crm360.ltv.marts import (
     ChurnSettings,
@@ -8,6 +11,7 @@ from crm360.ltv.marts import (
     churn_model_evaluation,
     parse_as_of,
     read_churn_sources,
+    reusable_evaluation,
 )
 
 
@@ -17,7 +21,15 @@ def model(dbt, session):
         label_days=int(dbt.config.get("label_days")),
         train_snapshots=int(dbt.config.get("train_snapshots")),
         calibration_bins=int(dbt.config.get("calibration_bins")),
+        retrain_after_days=int(dbt.config.get("retrain_after_days")),
     )
+    if dbt.is_incremental:
+        previous = session.sql(
+            f"select * from {dbt.this} where as_of_date < date '{settings.as_of.isoformat()}'"
+        ).df()
+        reused = reusable_evaluation(previous, settings)
+        if reused is not None:
+            return as_arrow(reused)
     sources = read_churn_sources(
         session,
         linked=dbt.ref("int_customers__linked"),
