@@ -3,6 +3,7 @@ every layer computed, severities, run-over-run limits, and no pass without a res
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -118,3 +119,25 @@ def test_row_counts_and_segment_shares_are_compared_with_the_previous_successful
     assert gate.summary()["compared_with_run_id"] == "day-2"
     # a run that only warned is the next run's baseline
     assert run_gate(gated, "day-4").summary()["compared_with_run_id"] == "day-3"
+
+
+def test_every_suite_reads_the_columns_its_expectations_check():
+    """A suite on a table names the columns to read (a wide mart read whole costs the gate
+    seconds at a million rows); every column an expectation checks must be among them."""
+    from crm360.quality import _suites
+    from crm360.settings import load_settings
+
+    suites = _suites(load_settings().gx_dir)
+    assert "customer_360" in suites
+    for name, meta in suites.items():
+        if "table" not in meta:
+            continue  # a derived frame
+        assert meta.get("columns"), name
+        suite = json.loads((load_settings().gx_dir / "expectations" / f"{name}.json").read_text())
+        checked = {
+            value
+            for expectation in suite["expectations"]
+            for key, value in expectation["kwargs"].items()
+            if key in ("column", "column_A", "column_B")
+        }
+        assert checked <= set(meta["columns"]), (name, checked - set(meta["columns"]))
