@@ -186,26 +186,28 @@ def _stat_key(source_file: SourceFile) -> tuple[str, int, int]:
 
 
 def _read_new(source_file: SourceFile, seen: _Seen, contract: ObjectContract):
-    """(sha256, stat to record, read_file's result); the result is None when the file was
-    loaded before: same name, size and modification time (not re-read, like git's index), or
-    same name and content."""
+    """(sha256, size, modification time to record, read_file's result). The result is None when
+    the file was loaded before: same name, size and modification time (not hashed again, like
+    git's index; sha256 None), or same name and content. The time is None when the file changed
+    too close to its hashing to be trusted next time."""
     import time
 
-    stat = _stat_key(source_file)
-    if stat in seen.stats:
-        return None, None, None
+    name, size, modified_ns = _stat_key(source_file)
+    if (name, size, modified_ns) in seen.stats:
+        return None, size, modified_ns, None
     hashed_at = time.time_ns()
     digest = sha256_of(source_file.path)
-    trusted = stat if stat[2] < hashed_at - _RACY_NS else None
-    if (source_file.name, digest) in seen.contents:
-        return digest, trusted, None
-    return digest, trusted, read_file(source_file.path, contract.format, contract.encodings)
+    trusted_ns = modified_ns if modified_ns < hashed_at - _RACY_NS else None
+    if (name, digest) in seen.contents:
+        return digest, size, trusted_ns, None
+    read = read_file(source_file.path, contract.format, contract.encodings)
+    return digest, size, trusted_ns, read
 
 
 def _read_ahead(files: list[SourceFile], seen: _Seen, contract: ObjectContract):
-    """(file, sha256, stat, read_file's result or None when already loaded), in order; the next
-    file is hashed and read in a thread while the caller loads this one (polars and DuckDB
-    release the GIL), so at most two files are in memory."""
+    """(file, _read_new's result), in order; the next file is hashed and read in a thread
+    while the caller loads this one (polars and DuckDB release the GIL), so at most two files
+    are in memory."""
     from concurrent.futures import ThreadPoolExecutor
 
     if not files:
@@ -214,11 +216,11 @@ def _read_ahead(files: list[SourceFile], seen: _Seen, contract: ObjectContract):
     try:
         pending = pool.submit(_read_new, files[0], seen, contract)
         for index, source_file in enumerate(files):
-            digest, stat, read = pending.result()
+            checked = pending.result()
             if index + 1 < len(files):
                 pending = pool.submit(_read_new, files[index + 1], seen, contract)
-            yield source_file, digest, stat, read
-            del read
+            yield source_file, checked
+            del checked
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -249,15 +251,15 @@ def load_files(
         stats={(name, size, mtime) for name, _, size, mtime in rows if mtime is not None},
     )
     results = []
-    for source_file, digest, stat, read in _read_ahead(
+    for source_file, (digest, size, modified_ns, read) in _read_ahead(
         discover(source_dir, pattern, as_of), seen, contract
     ):
         if read is None:  # loaded before with the same content
-            if digest is not None and stat is not None:
+            if digest is not None and modified_ns is not None:  # touched: record its new time
                 con.execute(
                     "update raw._files set size_bytes = ?, modified_ns = ? "
                     "where source = ? and object = ? and file_name = ? and sha256 = ?",
-                    [stat[1], stat[2], contract.source, contract.name, source_file.name, digest],
+                    [size, modified_ns, contract.source, contract.name, source_file.name, digest],
                 )
             continue
         frame, encoding, rejects = read
@@ -278,10 +280,10 @@ def load_files(
                     contract.name,
                     source_file.name,
                     digest,
-                    source_file.path.stat().st_size if stat is None else stat[1],
+                    size,
                     encoding,
                     ...,
-                    None if stat is None else stat[2],
+                    modified_ns,
                 ),
             )  # fmt: skip
         ]

@@ -145,6 +145,20 @@ def _with_dates(previous: pd.DataFrame, made_on: str, others: list[str]) -> pd.D
     return previous
 
 
+def _latest_before(
+    previous: pd.DataFrame | None, as_of: date, made_on: str, others: list[str]
+) -> pd.DataFrame | None:
+    """The rows of the latest as_of_date before `as_of` in an incremental model's table (with
+    dates as _with_dates gives them), or None when there is none."""
+    if previous is None or previous.empty:
+        return None
+    previous = _with_dates(previous, made_on, others)
+    earlier = previous[previous["as_of_date"] < as_of]
+    if earlier.empty:
+        return None
+    return earlier[earlier["as_of_date"] == earlier["as_of_date"].max()].copy()
+
+
 def buyer_count_sql(orders_sql: str, as_of: date) -> str:
     """SQL counting the buyers model_fits would fit on (as buyer_transactions selects them)."""
     return (
@@ -165,14 +179,10 @@ def reusable_fits(
     `previous`: ltv_model_fits rows of earlier as_of dates (fitted_as_of_date null in rows
     written before that column existed: those were fitted on their own date)."""
 
-    if settings.refit_after_days <= 0 or previous is None or previous.empty:
+    if settings.refit_after_days <= 0:
         return None
-    previous = _with_dates(previous, "fitted_as_of_date", ["calibration_end_date"])
-    earlier = previous[previous["as_of_date"] < settings.as_of]
-    if earlier.empty:
-        return None
-    latest = earlier[earlier["as_of_date"] == earlier["as_of_date"].max()]
-    if sorted(latest["model_name"]) != ["bg_nbd", "gamma_gamma"]:
+    latest = _latest_before(previous, settings.as_of, "fitted_as_of_date", ["calibration_end_date"])
+    if latest is None or sorted(latest["model_name"]) != ["bg_nbd", "gamma_gamma"]:
         return None
     fitted = latest["fitted_as_of_date"].iloc[0]
     bg_nbd = latest[latest["model_name"] == "bg_nbd"].iloc[0]
@@ -196,13 +206,12 @@ def reusable_fits(
         log.info("refitting the LTV models for %s: %s", settings.as_of, "; ".join(reasons))
         return None
     log.info("reusing the LTV models fitted for %s on %s", fitted, settings.as_of)
-    reused = latest.copy()
-    reused["model_fit_id"] = settings.as_of.isoformat() + ":" + reused["model_name"]
-    reused["as_of_date"] = settings.as_of
-    reused["fitted_as_of_date"] = fitted
-    reused["horizon_months"] = int(settings.horizon_months)
-    reused["annual_discount_rate"] = float(settings.annual_discount_rate)
-    return reused.sort_values("model_name").reset_index(drop=True)
+    latest["model_fit_id"] = settings.as_of.isoformat() + ":" + latest["model_name"]
+    latest["as_of_date"] = settings.as_of
+    latest["fitted_as_of_date"] = fitted
+    latest["horizon_months"] = int(settings.horizon_months)
+    latest["annual_discount_rate"] = float(settings.annual_discount_rate)
+    return latest.sort_values("model_name").reset_index(drop=True)
 
 
 def params_of(fits: pd.DataFrame, model_name: str, as_of: date) -> dict[str, float]:
@@ -434,18 +443,17 @@ def reusable_evaluation(previous: pd.DataFrame, settings: ChurnSettings) -> pd.D
     `previous`: rows of earlier as_of dates (trained_as_of_date null in rows written before
     that column existed: those were trained on their own date)."""
 
-    if settings.retrain_after_days <= 0 or previous is None or previous.empty:
+    if settings.retrain_after_days <= 0:
         return None
-    previous = _with_dates(
+    latest = _latest_before(
         previous,
+        settings.as_of,
         "trained_as_of_date",
         ["train_first_cutoff_date", "train_last_cutoff_date", "holdout_cutoff_date"],
     )
-    earlier = previous[previous["as_of_date"] < settings.as_of]
-    if earlier.empty:
+    if latest is None:
         return None
-    latest = earlier.sort_values("as_of_date").iloc[[-1]].copy()
-    row = latest.iloc[0]
+    row = latest.iloc[0]  # one row per as_of_date
     trained = row["trained_as_of_date"]
     split = churn.time_split(trained, settings.label_days, settings.train_snapshots)
     reasons = [

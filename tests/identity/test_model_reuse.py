@@ -7,13 +7,11 @@ import json
 from dataclasses import replace
 from datetime import date
 
-import duckdb
 import pyarrow as pa
 import pytest
 
-from crm360.identity import load_config, resolve
+from crm360.identity import resolve
 from crm360.identity.matching import PreviousMatch, match_records
-from crm360.settings import PROJECT_ROOT
 from tests.identity.test_resolution import _create, contact, shop
 
 DAY1, DAY2 = date(2026, 11, 1), date(2026, 11, 2)
@@ -41,17 +39,6 @@ def people(count: int, second_identity_from: int = 0):
         shops.append(shop(i, email, f"{last} {first}", f"{kl} {kf}", phone, postal=postal,
                           birth=birth))  # fmt: skip
     return contacts, shops
-
-
-@pytest.fixture
-def config():
-    return load_config(PROJECT_ROOT / "config" / "identity.yml")
-
-
-@pytest.fixture
-def con(tmp_path):
-    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
-        yield con
 
 
 def pairs_of(con) -> dict[tuple[str, str], float]:

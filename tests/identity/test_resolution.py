@@ -6,7 +6,6 @@ import hashlib
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from crm360.identity import load_config, resolve
@@ -66,17 +65,6 @@ def contact(cid, last, first, kana_last, kana_first, email, phone, postal="100-0
 
 def shop(sid, email, name, kana, phone, contact_id=None, postal="100-0001", birth=None):
     return (sid, contact_id, email, name, kana, phone, postal, "東京都", birth, "2025-02-01")
-
-
-@pytest.fixture
-def config():
-    return load_config(PROJECT_ROOT / "config" / "identity.yml")
-
-
-@pytest.fixture
-def con(tmp_path):
-    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
-        yield con
 
 
 def customer_of(con) -> dict[str, str]:

@@ -24,9 +24,7 @@ def model(dbt, session):
         retrain_after_days=int(dbt.config.get("retrain_after_days")),
     )
     if dbt.is_incremental:
-        previous = session.sql(
-            f"select * from {dbt.this} where as_of_date < date '{settings.as_of.isoformat()}'"
-        ).df()
+        previous = session.sql(f"select * from {dbt.this}").df()
         reused = reusable_evaluation(previous, settings)
         if reused is not None:
             return as_arrow(reused)

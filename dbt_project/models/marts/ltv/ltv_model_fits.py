@@ -28,9 +28,7 @@ def model(dbt, session):
     )
     orders = dbt.ref("int_orders__priced")
     if dbt.is_incremental:
-        previous = session.sql(
-            f"select * from {dbt.this} where as_of_date < date '{settings.as_of.isoformat()}'"
-        ).df()
+        previous = session.sql(f"select * from {dbt.this}").df()
         (buyers,) = session.sql(buyer_count_sql(orders.sql_query(), settings.as_of)).fetchall()[0]
         reused = reusable_fits(previous, buyers, settings)
         if reused is not None:
