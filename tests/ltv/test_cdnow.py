@@ -126,3 +126,24 @@ def test_discounted_clv_matches_lifetimes_for_weeks(summary):
     # lifetimes counts 4.345 weeks a month, we 365.25 / 12 / 7 = 4.348
     assert ours["clv"].to_numpy() == pytest.approx(theirs.to_numpy(), rel=2e-3)
     assert ours["probability_alive"].between(0, 1).all()
+
+
+def test_buyers_sharing_a_history_get_the_per_buyer_predictions(summary):
+    """Each distinct (frequency, recency, T) is predicted once and spread back to its buyers:
+    the figures equal lifetimes' row-by-row ones exactly, in the summary's order."""
+    histories = summary[["frequency", "recency", "T"]]
+    assert histories.duplicated().sum() > 1000  # most one-time buyers share a first day
+    bg_nbd, _ = models.fit_bg_nbd(summary)
+    gamma_gamma, _ = models.fit_gamma_gamma(summary)
+    ours = models.predict_customer_value(
+        summary, bg_nbd, gamma_gamma, time_unit_days=WEEK, horizon_months=12,
+        annual_discount_rate=0.1,
+    )  # fmt: skip
+    args = (summary["frequency"], summary["recency"], summary["T"])
+    purchases = bg_nbd.conditional_expected_number_of_purchases_up_to_time(
+        12 * models.DAYS_PER_MONTH / WEEK, *args
+    )
+    assert ours.index.equals(summary.index)
+    assert ours["expected_purchases"].to_numpy() == pytest.approx(purchases.to_numpy(), rel=1e-12)
+    alive = bg_nbd.conditional_probability_alive(*args)
+    assert ours["probability_alive"].to_numpy() == pytest.approx(alive, rel=1e-12)
