@@ -3,10 +3,11 @@
     monthly history; none for one date). Shared by customer_rfm and customer_monthly_history.
 
     Buyers with a completed order in the RFM window are ranked: recency is the days since the
-    last order, frequency and monetary the window's orders and revenue. A score is the
-    ranked_bucket quintile with ties='worse', floor(5 * below / n) + 1 in integer arithmetic
-    with below = buyers strictly worse: tied values share the lower score (half the buyers
-    have one order: they all score f = 1) and quintile edges are exact.
+    last order, frequency and monetary the window's orders and revenue (never null for them). A
+    score is the ranked_bucket quintile with ties='worse', floor(5 * below / n) + 1 in integer
+    arithmetic with below = buyers strictly worse (counted per distinct value by value_ranks):
+    tied values share the lower score (half the buyers have one order: they all score f = 1)
+    and quintile edges are exact.
     Buyers whose last order is older than the window are not ranked: they are below every
     ranked buyer on all three axes and get 1, 1, 1. The segment is the seed's
     (r_score, fm_score) cell, fm_score being the mean of f and m rounded half up. -#}
@@ -23,15 +24,38 @@
         from {{ order_state }}
     ),
 
-    scored as (
-        select
-            *,
-            {{ ranked_bucket('recency_days', 5, partition_by, smaller_is_better=true, ties='worse') }}
-                as r_score,
-            {{ ranked_bucket('frequency', 5, partition_by, ties='worse') }} as f_score,
-            {{ ranked_bucket('monetary', 5, partition_by, ties='worse') }} as m_score,
-        from buyers
+    ranked as (
+        select * from buyers
         where has_order_in_window
+    ),
+
+    {%- set axes = [
+        ('r', 'recency_days', true),
+        ('f', 'frequency', false),
+        ('m', 'monetary', false),
+    ] %}
+    {% for axis, value, smaller_is_better in axes %}
+    {{ axis }}_ranks as (
+        {{ value_ranks('ranked', value, partition_by, smaller_is_better=smaller_is_better) }}
+    ),
+    {% endfor %}
+
+    scored as (
+        -- the quintile of ranked_bucket(value, 5, partition_by, ties='worse'), from value_ranks
+        select
+            ranked.*,
+            {%- for axis, value, smaller_is_better in axes %}
+            cast(5 * {{ axis }}_ranks.rows_below // {{ axis }}_ranks.row_count + 1 as integer)
+                as {{ axis }}_score,
+            {%- endfor %}
+        from ranked
+        {%- for axis, value, smaller_is_better in axes %}
+        inner join {{ axis }}_ranks
+            on ranked.{{ value }} = {{ axis }}_ranks.{{ value }}
+            {%- if partition_by %}
+            and ranked.{{ partition_by }} = {{ axis }}_ranks.{{ partition_by }}
+            {%- endif %}
+        {%- endfor %}
 
         union all by name
 
