@@ -246,10 +246,24 @@ def _segment_shares(con, previous: dict):
 def _to_pandas(relation):
     """A DuckDB relation as pandas with Arrow-backed columns: text stays in Arrow buffers
     (~10x less memory than Python strings on the 20M-row web log) and GX computes on it as on
-    any pandas frame."""
-    import pandas as pd
+    any pandas frame.
 
-    return relation.to_arrow_table().to_pandas(types_mapper=pd.ArrowDtype)
+    Decimals become doubles and dates midnight timestamps. GX fingerprints (hashes) every frame
+    under 1 GB it validates, and pandas hashes Arrow decimals and dates one Python object at a
+    time: at a million customers that was 2.3 s of customer_360's 4 s fingerprint. The checks
+    on those columns (ranges, nulls) are the same on doubles and timestamps."""
+    import pandas as pd
+    import pyarrow as pa
+
+    table = relation.to_arrow_table()
+    columns = []
+    for column in table.schema:
+        if pa.types.is_decimal(column.type):
+            column = column.with_type(pa.float64())
+        elif pa.types.is_date(column.type):
+            column = column.with_type(pa.timestamp("s"))
+        columns.append(column)
+    return table.cast(pa.schema(columns)).to_pandas(types_mapper=pd.ArrowDtype)
 
 
 def _read_frame(con, meta: dict, config: dict, as_of, previous: dict):

@@ -89,6 +89,20 @@ def test_a_critical_mart_failure_raises_and_is_stored(gated):
     assert ("marts", "customer_id", "critical") in [(r[0], r[3], r[4]) for r in failed]
 
 
+def test_decimal_and_date_columns_are_still_checked(gated):
+    """They reach GX as doubles and timestamps (cheap to fingerprint): a negative revenue and a
+    missing as_of_date still fail."""
+    sql(gated, "update marts.customer_360 set total_revenue = -0.01 where customer_id = "
+               "(select min(customer_id) from marts.customer_360)")  # fmt: skip
+    sql(gated, "update marts.customer_360 set as_of_date = null where customer_id = "
+               "(select max(customer_id) from marts.customer_360)")  # fmt: skip
+    with pytest.raises(QualityGateFailed) as raised:
+        run_gate(gated, "run-typed")
+    message = str(raised.value)
+    assert "to_be_between on marts.customer_360.total_revenue: 1 unexpected" in message
+    assert "to_not_be_null on marts.customer_360.as_of_date: 1 unexpected" in message
+
+
 def test_what_cannot_be_computed_or_read_fails(gated):
     sql(gated, "alter table marts.customer_360 drop column email")
     sql(gated, "drop table raw.web_events")
@@ -141,3 +155,24 @@ def test_every_suite_reads_the_columns_its_expectations_check():
             if key in ("column", "column_A", "column_B")
         }
         assert checked <= set(meta["columns"]), (name, checked - set(meta["columns"]))
+
+
+def test_frames_keep_values_and_nulls_when_decimals_and_dates_are_converted():
+    import duckdb
+
+    from crm360.quality import _to_pandas
+
+    con = duckdb.connect()
+    frame = _to_pandas(
+        con.sql(
+            "select * from (values (1, 12.34::decimal(38, 2), date '2026-11-02', 'a', true), "
+            "(null, null, null, null, null)) as t(n, revenue, as_of_date, text, flag)"
+        )
+    )
+    assert [str(t) for t in frame.dtypes] == [
+        "int32[pyarrow]", "double[pyarrow]", "timestamp[s][pyarrow]", "string[pyarrow]",
+        "bool[pyarrow]",
+    ]  # fmt: skip
+    assert frame.iloc[0].tolist()[:2] == [1, 12.34]
+    assert str(frame["as_of_date"][0]) == "2026-11-02 00:00:00"
+    assert frame.isna().iloc[1].all()
