@@ -61,16 +61,14 @@ staged as (
 ),
 
 with_previous as (
-    -- a buyer stays a buyer: every month after the first order has a row, so the previous row
-    -- is the previous month's (a join on it costs less than a window sorting every row)
     select
-        staged.*,
-        previous.lifecycle_stage as previous_lifecycle_stage,
-        previous.rfm_segment as previous_rfm_segment,
+        *,
+        -- a buyer stays a buyer: every month after the first order has a row, so the previous
+        -- row is the previous month
+        lag(lifecycle_stage) over customer_months as previous_lifecycle_stage,
+        lag(rfm_segment) over customer_months as previous_rfm_segment,
     from staged
-    left join staged as previous
-        on staged.customer_id = previous.customer_id
-        and previous.as_of_date = cast(staged.as_of_date - to_months(1) as date)
+    window customer_months as (partition by customer_id order by as_of_date)
 ),
 
 final as (
