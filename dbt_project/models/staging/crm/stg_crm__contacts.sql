@@ -1,3 +1,8 @@
+-- A table, not a view: it is read nine times a run (six tests, identity resolution, the golden
+-- record, the quality gate), and a view would pick the newest version of every contact and
+-- normalise it again for each of them.
+{{ config(materialized='table') }}
+
 with
 
 source as (

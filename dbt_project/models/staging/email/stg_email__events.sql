@@ -1,3 +1,8 @@
+-- A table, not a view: it is read eight times a run (four tests, the campaign events, the
+-- e-mail summary, both churn models), and a view would pick the newest version of each of its
+-- 4M events again for each of them.
+{{ config(materialized='table') }}
+
 with
 
 source as (
