@@ -74,3 +74,25 @@ def test_connection_refused_is_retried_then_reported():
     with pytest.raises(SourceApiError, match="gave up after 3 attempts"):
         get_json("http://127.0.0.1:9/tickets", max_attempts=3, sleep=waits.append)
     assert len(waits) == 2
+
+
+def test_serves_tickets_ordered_by_update_time_and_id_as_written(tmp_path):
+    """The file is not in order; a ticket without a readable updated_at sorts first (1970)."""
+    path = tmp_path / "tickets.jsonl"
+    rows = [
+        {"ticket_id": "B", "subject": "返品について", "priority": 2,
+         "updated_at": "2026-10-01T10:00:00+09:00"},
+        {"ticket_id": "A", "subject": "請求", "tags": ["billing"],
+         "updated_at": "2026-10-01T01:00:00+00:00"},
+        {"ticket_id": "C", "subject": "no time", "updated_at": "yesterday"},
+        {"ticket_id": 7, "subject": "number id", "updated_at": "2026-10-01T00:30:00Z"},
+    ]  # fmt: skip
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    path.write_text("\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:]) + "\n", encoding="utf-8")
+    with serve_tickets(path) as (url, _):
+        everything = fetch_tickets(url, datetime(1970, 1, 1, tzinfo=UTC), START + timedelta(2))
+        october = fetch_tickets(url, START, START + timedelta(days=2), page_size=1)
+    # B (01:00 UTC) and A (01:00 UTC) tie on time: ticket_id decides
+    assert [t["ticket_id"] for t in everything] == ["C", 7, "A", "B"]
+    assert [t["ticket_id"] for t in october] == [7, "A", "B"]
+    assert everything[2] == rows[1] and everything[3] == rows[0]
