@@ -71,6 +71,18 @@ def test_an_added_day_keeps_ids_and_the_snapshot_records_the_change(tmp_path):
     day2_web.write_text(
         "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in (event, late)), encoding="utf-8"
     )
+    # ... and a later e-mail file a newer version of a loaded event and a new one
+    first_email = min(settings.source_dir.glob("email/events_*.csv"))
+    sent = next(csv.DictReader(io.StringIO(first_email.read_text(encoding="utf-8"))))
+    bounced = dict(sent, event_type="bounce", bounce_type="hard")
+    late_email = dict(sent, event_id="EV-LATE-1", event_type="open")
+    out = io.StringIO()
+    writer = csv.DictWriter(out, list(sent))
+    writer.writeheader()
+    writer.writerows([bounced, late_email])
+    (settings.source_dir / "email" / "events_20261101.csv").write_text(
+        out.getvalue(), encoding="utf-8"
+    )
     identity = run_day(settings, DAY2, "day-2")
 
     with connect(settings.warehouse, read_only=True) as con:
@@ -109,9 +121,28 @@ def test_an_added_day_keeps_ids_and_the_snapshot_records_the_change(tmp_path):
             "from marts.churn_model_evaluation order by as_of_date"
         ).fetchall()
         ltv_days = con.execute("select distinct as_of_date from marts.customer_ltv").fetchall()
+        # so do the e-mail events and the shop accounts
+        staged_email = set(con.execute(
+            "select event_id, event_type, bounce_type, _loaded_at from staging.stg_email__events"
+        ).fetchall())  # fmt: skip
+        raw_email = set(con.execute(latest.replace("event_type, anonymous_id", "event_type, "
+            "nullif(trim(bounce_type), ''), _loaded_at").replace("web_events", "email_events")
+        ).fetchall())  # fmt: skip
+        staged_shop = set(con.execute(
+            "select shop_customer_id, email, _loaded_at from staging.stg_shop__customers"
+        ).fetchall())  # fmt: skip
+        raw_shop = set(con.execute(
+            "select cast(customer_id as bigint), lower(trim(email)), _loaded_at "
+            "from raw.shop_customers qualify row_number() over (partition by customer_id "
+            "order by _loaded_at desc, _source_row desc) = 1"
+        ).fetchall())  # fmt: skip
     assert len(staged) == len(raw) == len(types)
     assert types[event["event_id"]] == "add_to_cart" and types["E-LATE-1"] == "add_to_cart"
     assert staged == set(raw)
+    assert staged_email == raw_email and len(staged_email) > 2
+    email_types = {event_id: event_type for event_id, event_type, *_ in staged_email}
+    assert email_types[sent["event_id"]] == "bounce" and email_types["EV-LATE-1"] == "open"
+    assert staged_shop == raw_shop and len(staged_shop) > 100
     assert {r: after[r] for r in before} == before  # nobody renumbered
     assert identity["merges"] == identity["splits"] == 0
     assert history[0][1:] == (DAY1, DAY2) and history[0][0] != "999-9999"

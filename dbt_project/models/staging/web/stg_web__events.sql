@@ -1,8 +1,8 @@
 -- A table kept up to date incrementally, not a view: the log is by far the largest source, and
 -- every reader (identity resolution, the web summary, the churn model, the tests) would
 -- otherwise pick the newest version of each of its events again. A run reads only the raw rows
--- loaded since the newest load already here (the boundary load again, which is idempotent) and
--- replaces the events they carry: a later load holds the newer version of an event.
+-- loaded since the newest load already here (loaded_since_last_run) and replaces the events
+-- they carry: a later load holds the newer version of an event.
 {{
     config(
         materialized='incremental',
@@ -15,10 +15,7 @@
 with
 
 loaded as (
-    select * from {{ source('web', 'web_events') }}
-    {% if is_incremental() -%}
-    where _loaded_at >= (select coalesce(max(_loaded_at), '-infinity') from {{ this }})
-    {%- endif %}
+    {{ loaded_since_last_run(source('web', 'web_events')) }}
 ),
 
 source as (
