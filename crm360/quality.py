@@ -332,12 +332,16 @@ def run_gate(settings: Settings, run_id: str, raise_on_failure: bool = True) -> 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+    )
 
     context = gx.get_context(mode="file", context_root_dir=str(settings.gx_dir))
     config = load_quality_config()
     suites = _suites(settings.gx_dir)
     outcomes: list[ExpectationOutcome] = []
     metrics: dict = {}
+    documented: list = []  # this run's validation results and their suites, for Data Docs
     with connect(settings.warehouse, read_only=True) as con:
         as_of = _as_of(con)
         previous_run, previous = _previous_run(con, run_id)
@@ -359,11 +363,16 @@ def run_gate(settings: Settings, run_id: str, raise_on_failure: bool = True) -> 
                 expectation_parameters=parameters,
                 run_id=RunIdentifier(run_name=run_id),
             )
-            for validation in result.run_results.values():
+            for identifier, validation in result.run_results.items():
                 outcomes.extend(_outcome(layer, name, table, r) for r in validation.results)
+                documented += [identifier, ExpectationSuiteIdentifier(name=validation.suite_name)]
             metrics.update(_metrics({name: (table, frame)}))
             del frame, result
 
+    # once, for every checkpoint of the run: a checkpoint action would rebuild the site's index,
+    # which reads every stored validation result, once per checkpoint
+    if documented:
+        context.build_data_docs(resource_identifiers=documented)
     if any(o.blocks for o in outcomes) or not outcomes:
         status = "failed"
     elif any(not o.success for o in outcomes):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +47,14 @@ def test_clean_warehouse_passes_every_layer_and_results_are_stored(gated):
     assert len(rows) == summary["expectations"] >= 35
     assert all(success and computed for *_, success, computed in rows)
     assert gate.data_docs and gate.data_docs.endswith("index.html")
+    # Data Docs, built once after the checkpoints: a page per suite for this run, in the index
+    site = Path(gate.data_docs).parent
+    pages = sorted(site.glob("validations/*/run-ok/*/*.html"))
+    assert {page.parts[-4] for page in pages} == {
+        path.stem for path in (gated.gx_dir / "checkpoints").glob("*.json")
+    } and len(pages) == 8
+    index = Path(gate.data_docs).read_text(encoding="utf-8")
+    assert all(page.relative_to(site).as_posix() in index for page in pages)
     with connect(gated.warehouse, read_only=True) as con:
         runs = con.execute("select run_id, status, metrics from quality.gate_runs").fetchall()
     assert runs[0][:2] == ("run-ok", "passed") and '"customer_360_rows"' in runs[0][2]
