@@ -68,6 +68,9 @@ create table if not exists identity.match_models (
     trained_as_of date, run_id varchar, records bigint, model_key varchar, model json,
     trained_at timestamp
 );
+create table if not exists identity.identifier_checks (
+    id_type varchar, id_value varchar, reason varchar, rules_key varchar
+);
 """
 
 _UNLINKABLE_REASON = {
@@ -78,14 +81,51 @@ _UNLINKABLE_REASON = {
 
 
 def _blocked(con: duckdb.DuckDBPyConnection, config: IdentityConfig) -> list[tuple]:
-    """(id_type, id_value, reason) of every identifier value that must link no one."""
-    rows = []
-    for id_type, id_value in con.execute(
-        "select distinct id_type, id_value from id_identifiers where id_type in ('email', 'phone')"
-    ).fetchall():
-        reason = config.blocked_reason(id_type, id_value.lower())
-        if reason:
-            rows.append((id_type, id_value, reason))
+    """(id_type, id_value, reason) of every identifier value that must link no one.
+
+    Whether an e-mail or phone is a blocked value or matches a blocked pattern depends only on
+    the value and the rules, so each value is checked once (in Python: the patterns are
+    Python regular expressions) and the answer kept in identity.identifier_checks until the
+    rules change; a daily run checks only the values it has not seen before."""
+    import polars as pl
+
+    rules = config.blocking_rules_key()
+    con.execute("delete from identity.identifier_checks where rules_key <> ?", [rules])
+    unseen = con.execute(
+        """
+        select id_type, id_value
+        from (select distinct id_type, id_value from id_identifiers
+              where id_type in ('email', 'phone'))
+        anti join identity.identifier_checks using (id_type, id_value)
+        """
+    ).fetchall()
+    if unseen:
+        checked = pl.DataFrame(
+            {
+                "id_type": [t for t, _ in unseen],
+                "id_value": [v for _, v in unseen],
+                "reason": [config.blocked_reason(t, v.lower()) for t, v in unseen],
+            },
+            schema={"id_type": pl.String, "id_value": pl.String, "reason": pl.String},
+        )
+        con.register("identifier_checks_frame", checked)
+        try:
+            con.execute(
+                "insert into identity.identifier_checks "
+                "select id_type, id_value, reason, ? from identifier_checks_frame",
+                [rules],
+            )
+        finally:
+            con.unregister("identifier_checks_frame")
+    rows = con.execute(
+        """
+        select id_type, id_value, reason
+        from identity.identifier_checks
+        semi join id_identifiers using (id_type, id_value)
+        where reason is not null
+        order by id_type, id_value
+        """
+    ).fetchall()
     for id_type, limit in config.max_contacts_per_value.items():
         rows += con.execute(
             """

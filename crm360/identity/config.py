@@ -68,6 +68,18 @@ class IdentityConfig:
     name_similarity: float = 0.9
     probabilistic: Probabilistic = field(default_factory=Probabilistic)
 
+    def blocking_rules_key(self) -> str:
+        """What blocked_reason depends on: a value checked under other rules is checked again."""
+        import hashlib
+
+        fields = (
+            sorted((t, sorted(v)) for t, v in self.blocked_values.items()),
+            sorted(
+                (t, [(p.pattern, p.flags) for p in ps]) for t, ps in self.blocked_patterns.items()
+            ),
+        )
+        return hashlib.sha256(repr(fields).encode()).hexdigest()[:16]
+
     def blocked_reason(self, id_type: str, value: str) -> str | None:
         """Why a value never links anyone, or None when it may."""
         if value in self.blocked_values.get(id_type, ()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import date
 from pathlib import Path
@@ -197,6 +198,24 @@ def test_blocked_values_and_shared_numbers_link_no_one(con, config):
     assert reasons["test@example.com"] == "blocked value 'test@example.com'"
     assert reasons["+810000000000"].startswith("blocked pattern")
     assert reasons["null"].startswith("blocked")
+    # each value is checked once and the answer kept, until the rules change
+    checked = con.execute("select count(*) from identity.identifier_checks").fetchone()[0]
+    resolve(con, DAY1, "run-2", config)
+    assert con.execute("select count(*) from identity.identifier_checks").fetchone()[0] == checked
+    stricter = dataclasses.replace(config, blocked_values={
+        **config.blocked_values,
+        "email": config.blocked_values["email"] | {"yuma@example.jp"},
+    })  # fmt: skip
+    resolve(con, DAY1, "run-3", stricter)
+    blocked = {
+        v for (v,) in con.execute("select id_value from identity.blocked_identifiers").fetchall()
+    }
+    assert "yuma@example.jp" in blocked and "osamu@example.jp" not in blocked
+    resolve(con, DAY1, "run-4", config)
+    blocked = {
+        v for (v,) in con.execute("select id_value from identity.blocked_identifiers").fetchall()
+    }
+    assert "yuma@example.jp" not in blocked and "test@example.com" in blocked
 
 
 def test_cluster_limit_drops_the_weaker_link(con, config):
