@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -83,6 +84,16 @@ def test_an_added_day_keeps_ids_and_the_snapshot_records_the_change(tmp_path):
     (settings.source_dir / "email" / "events_20261101.csv").write_text(
         out.getvalue(), encoding="utf-8"
     )
+    # ... and the shop cancels a completed order
+    with sqlite3.connect(settings.source_dir / "shop" / "orders.sqlite") as shop:
+        cancelled = shop.execute(
+            "select min(order_id) from orders where status = 'completed'"
+        ).fetchone()[0]
+        shop.execute(
+            "update orders set status = 'cancelled', updated_at = '2026-11-01T12:00:00+00:00' "
+            "where order_id = ?",
+            [cancelled],
+        )
     identity = run_day(settings, DAY2, "day-2")
 
     with connect(settings.warehouse, read_only=True) as con:
@@ -131,6 +142,14 @@ def test_an_added_day_keeps_ids_and_the_snapshot_records_the_change(tmp_path):
         staged_shop = set(con.execute(
             "select shop_customer_id, email, _loaded_at from staging.stg_shop__customers"
         ).fetchall())  # fmt: skip
+        staged_orders = set(con.execute(
+            "select order_id, order_status, _loaded_at from staging.stg_shop__orders"
+        ).fetchall())  # fmt: skip
+        raw_orders = set(con.execute(
+            "select cast(order_id as bigint), status, _loaded_at from raw.shop_orders "
+            "qualify row_number() over (partition by order_id "
+            "order by _loaded_at desc, _source_row desc) = 1"
+        ).fetchall())  # fmt: skip
         raw_shop = set(con.execute(
             "select cast(customer_id as bigint), lower(trim(email)), _loaded_at "
             "from raw.shop_customers qualify row_number() over (partition by customer_id "
@@ -143,6 +162,8 @@ def test_an_added_day_keeps_ids_and_the_snapshot_records_the_change(tmp_path):
     email_types = {event_id: event_type for event_id, event_type, *_ in staged_email}
     assert email_types[sent["event_id"]] == "bounce" and email_types["EV-LATE-1"] == "open"
     assert staged_shop == raw_shop and len(staged_shop) > 100
+    assert staged_orders == raw_orders
+    assert {o[:2] for o in staged_orders if o[0] == cancelled} == {(cancelled, "cancelled")}
     assert {r: after[r] for r in before} == before  # nobody renumbered
     assert identity["merges"] == identity["splits"] == 0
     assert history[0][1:] == (DAY1, DAY2) and history[0][0] != "999-9999"
