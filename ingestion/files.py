@@ -86,6 +86,15 @@ def decode(data: bytes, encodings: tuple[str, ...], where: str) -> tuple[str, st
     return best[2], best[1]
 
 
+def _json_text(value: object) -> str:
+    """A nested JSON value (polars hands a list over as a Series) as JSON text."""
+    import polars as pl
+
+    if isinstance(value, pl.Series):
+        value = value.to_list()
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
     import polars as pl
 
@@ -94,7 +103,7 @@ def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
         if dtype == pl.String:
             continue
         if isinstance(dtype, pl.List | pl.Struct | pl.Array):
-            casts.append(pl.col(name).map_elements(json.dumps, return_dtype=pl.String))
+            casts.append(pl.col(name).map_elements(_json_text, return_dtype=pl.String))
         else:
             casts.append(pl.col(name).cast(pl.String))
     return frame.with_columns(casts) if casts else frame

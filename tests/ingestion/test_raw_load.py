@@ -260,3 +260,25 @@ def test_a_file_written_just_before_it_was_hashed_is_hashed_again_next_time(sett
     assert recorded == [(None,)]
     assert (result.rows_loaded, again.rows_loaded) == (1, 1)
     assert ids == [("C1",), ("C2",)]
+
+
+def test_json_arrays_and_objects_are_kept_as_json_text(tmp_path, caplog):
+    """A source that adds a list or an object field (viewed products, page context) loads with
+    polars' reader, not line by line: the value is kept as its JSON text."""
+    path = tmp_path / "events.jsonl"
+    rows = [
+        {"event_id": "E1", "product_ids": [3, 5], "context": {"page": "/", "tags": ["秋"]}},
+        {"event_id": "E2", "product_ids": [], "context": None},
+        {"event_id": "E3", "product_ids": None, "context": {"page": "/cart", "tags": []}},
+    ]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    frame, _, rejects = read_file(path, "jsonl", ("utf-8",))
+    assert rejects is None and frame.schema == {c: pl.String for c in frame.columns}
+    assert [json.loads(v) if v is not None else None for v in frame["product_ids"]] == [
+        [3, 5], [], None,
+    ]  # fmt: skip
+    assert [json.loads(v) if v is not None else None for v in frame["context"]] == [
+        {"page": "/", "tags": ["秋"]}, None, {"page": "/cart", "tags": []},
+    ]  # fmt: skip
+    assert frame["context"][0] == '{"page": "/", "tags": ["秋"]}'
+    assert "malformed" not in caplog.text
