@@ -17,6 +17,13 @@ class IdentityConfigError(ValueError):
     """config/identity.yml is missing something or holds a value that cannot work."""
 
 
+def _fingerprint(fields: tuple) -> str:
+    """A short stable key of settings, to tell whether something kept was made under them."""
+    import hashlib
+
+    return hashlib.sha256(repr(fields).encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Comparison:
     column: str
@@ -42,8 +49,6 @@ class Probabilistic:
     def model_key(self) -> str:
         """What the trained model depends on: a model trained under other comparisons,
         blocks or training settings is never reused."""
-        import hashlib
-
         fields = (
             self.threshold,
             self.blocking_rules,
@@ -54,7 +59,7 @@ class Probabilistic:
             self.em_blocking_rules,
             self.seed,
         )
-        return hashlib.sha256(repr(fields).encode()).hexdigest()[:16]
+        return _fingerprint(fields)
 
 
 @dataclass(frozen=True)
@@ -70,15 +75,13 @@ class IdentityConfig:
 
     def blocking_rules_key(self) -> str:
         """What blocked_reason depends on: a value checked under other rules is checked again."""
-        import hashlib
-
         fields = (
             sorted((t, sorted(v)) for t, v in self.blocked_values.items()),
             sorted(
                 (t, [(p.pattern, p.flags) for p in ps]) for t, ps in self.blocked_patterns.items()
             ),
         )
-        return hashlib.sha256(repr(fields).encode()).hexdigest()[:16]
+        return _fingerprint(fields)
 
     def blocked_reason(self, id_type: str, value: str) -> str | None:
         """Why a value never links anyone, or None when it may."""
