@@ -120,6 +120,8 @@ def dbt_node_group(group_id: str, *, select: list[str] | None = None,
             "env": {
                 "CRM360_WAREHOUSE": "{{ crm360_warehouse() }}",
                 "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+                # as in the `build` mode: unit tests run in the test suite, not daily
+                "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test",
             },
             "append_env": True,
         },

@@ -92,6 +92,8 @@ def test_one_task_per_dbt_node_with_dbts_edges(model_dag):
             assert task.retries == 2 and task.pool == "warehouse_writer"
             assert task.owner == "data-eng" and task.on_failure_callback
             assert task.execution_timeout is not None
+            # unit tests run in the test suite, not in the daily build
+            assert task.env["DBT_EXCLUDE_RESOURCE_TYPES"] == "unit_test"
     # the layers keep their order around identity resolution
     roots = [t for t in dag.tasks if t.task_id.startswith("dbt_staging.") and not
              (t.upstream_task_ids & {x.task_id for x in dag.tasks if x.task_id.startswith("dbt_")})]  # fmt: skip
