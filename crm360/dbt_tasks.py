@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from crm360.dbt import DAILY_BUILD_EXCLUDED_TYPES
 from crm360.settings import load_settings
 
 MODES = ("build", "models")
@@ -120,8 +121,7 @@ def dbt_node_group(group_id: str, *, select: list[str] | None = None,
             "env": {
                 "CRM360_WAREHOUSE": "{{ crm360_warehouse() }}",
                 "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-                # as in the `build` mode: unit tests run in the test suite, not daily
-                "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test",
+                "DBT_EXCLUDE_RESOURCE_TYPES": " ".join(DAILY_BUILD_EXCLUDED_TYPES),
             },
             "append_env": True,
         },

@@ -38,19 +38,14 @@ def ingest_source(
     }
 
 
-# dbt's unit tests check the models' SQL on fixed inputs: they can only fail when the code
-# changes, so they run in the test suite and in development (`dbt test --select
-# test_type:unit`), not in every daily build, as dbt recommends for production builds
-EXCLUDE_FROM_DAILY_BUILD = ["--exclude-resource-type", "unit_test"]
-
-
 def _dbt_build(selection: list[str], as_of: date, settings: Settings | None) -> dict:
-    from crm360.dbt import run_dbt
+    from crm360.dbt import DAILY_BUILD_EXCLUDED_TYPES, run_dbt
 
     settings = settings or load_settings()
     dbt_vars = {"as_of_date": as_of.isoformat(), "dormant_days": settings.dormant_days}
     started = time.monotonic()
-    summary = run_dbt(settings, ["build", *selection, *EXCLUDE_FROM_DAILY_BUILD], dbt_vars)
+    args = ["build", *selection, "--exclude-resource-type", *DAILY_BUILD_EXCLUDED_TYPES]
+    summary = run_dbt(settings, args, dbt_vars)
     return {**summary, "seconds": _seconds_since(started)}
 
 

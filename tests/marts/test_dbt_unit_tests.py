@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 
 import pytest
+from conftest import MARTS_AS_OF
 
 from crm360 import pipeline
 from crm360.dbt import run_dbt
 
 pytestmark = pytest.mark.slow
-
-MARTS_AS_OF = date(2026, 11, 1)  # the as-of date of the mart_warehouse fixture
 
 
 def test_every_dbt_unit_test_passes(mart_warehouse):
@@ -27,13 +25,13 @@ def test_every_dbt_unit_test_passes(mart_warehouse):
     assert summary["statuses"] == {"pass": defined}
 
 
-def test_the_daily_build_leaves_unit_tests_out(mart_warehouse, monkeypatch):
+def test_the_daily_build_leaves_unit_tests_out(settings, monkeypatch):
     calls = []
     monkeypatch.setattr(
         "crm360.dbt.run_dbt", lambda settings, args, dbt_vars: calls.append(args) or {}
     )
-    pipeline.build_staging(MARTS_AS_OF, mart_warehouse)
-    pipeline.build_marts(MARTS_AS_OF, mart_warehouse)
+    pipeline.build_staging(MARTS_AS_OF, settings)
+    pipeline.build_marts(MARTS_AS_OF, settings)
     for args in calls:
         assert args[0] == "build"
         assert args[-2:] == ["--exclude-resource-type", "unit_test"]
