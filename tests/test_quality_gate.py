@@ -82,6 +82,31 @@ def test_a_staging_warning_is_reported_and_the_run_goes_on(gated):
     ]
 
 
+def test_results_name_failing_values_without_row_positions_or_fingerprints(gated):
+    """Stored results (and Data Docs) keep the counts and sample unexpected values; GX neither
+    lists the failing rows' positions in the in-memory frame nor hashes the frame."""
+    sql(gated, "update staging.stg_crm__contacts set prefecture = 'Tokio' where contact_id = "
+               "(select min(contact_id) from staging.stg_crm__contacts)")  # fmt: skip
+    assert run_gate(gated, "run-format").status == "warning"
+    files = sorted((gated.gx_dir / "uncommitted" / "validations").glob("*/run-format/*/*.json"))
+    assert len(files) == 8
+    for path in files:
+        validation = json.loads(path.read_text(encoding="utf-8"))
+        markers = validation["meta"]["batch_markers"]
+        assert "ge_load_time" in markers and "pandas_data_fingerprint" not in markers, path
+        for result in validation["results"]:
+            assert not {"partial_unexpected_index_list", "unexpected_index_query"} & set(
+                result["result"]
+            ), result["expectation_config"]["type"]
+    contacts = json.loads(
+        next(p for p in files if p.parts[-4] == "stg_crm__contacts").read_text(encoding="utf-8")
+    )
+    [failed] = [r for r in contacts["results"] if not r["success"]]
+    assert failed["expectation_config"]["kwargs"]["column"] == "prefecture"
+    assert failed["result"]["unexpected_count"] == 1
+    assert failed["result"]["partial_unexpected_list"] == ["Tokio"]
+
+
 def _count(settings, table):
     with connect(settings.warehouse, read_only=True) as con:
         return con.execute(f"select count(*) from {table}").fetchall()[0][0]
@@ -96,8 +121,8 @@ def test_a_critical_mart_failure_raises_and_is_stored(gated):
 
 
 def test_decimal_and_date_columns_are_still_checked(gated):
-    """They reach GX as doubles and timestamps (cheap to fingerprint): a negative revenue and a
-    missing as_of_date still fail."""
+    """They reach GX as doubles and timestamps: a negative revenue and a missing as_of_date
+    still fail."""
     sql(gated, "update marts.customer_360 set total_revenue = -0.01 where customer_id = "
                "(select min(customer_id) from marts.customer_360)")  # fmt: skip
     sql(gated, "update marts.customer_360 set as_of_date = null where customer_id = "
