@@ -156,22 +156,70 @@ def json_value_as_text(value: object) -> str | None:
 def _read_jsonl(text: str, data: bytes, path: Path) -> pl.DataFrame:
     """NDJSON with polars (`data` is `text` in UTF-8); a malformed line is kept as a row whose
     fields are all NULL except `_malformed_json`, so it reaches quarantine with its line number
-    instead of failing the file."""
+    instead of failing the file.
+
+    polars reads a file whole or fails on its first bad line. A file with bad lines is split
+    into lines, and the lines that may not hold a JSON object are set apart: first those not
+    framed by braces (a cut-off line), then, if polars still fails, those that are not JSON.
+    polars reads the others in one go, as it reads a clean file, and Python's json module
+    parses the lines set apart, to keep the valid ones among them and to name what is wrong
+    with the others."""
     import polars as pl
 
     try:
         return _as_text(pl.read_ndjson(data, infer_schema_length=None))
-    except Exception:  # noqa: BLE001 - fall back to line-by-line parsing to find the bad lines
-        log.warning("%s: malformed JSON lines; parsing line by line", path)
-    rows = []
-    for line in text.splitlines():
-        if not line.strip():
+    except Exception:  # noqa: BLE001 - some lines are malformed: set them apart
+        log.warning("%s: malformed JSON lines; quarantining them, reading the others", path)
+    lines = (
+        pl.DataFrame({"line": text.split("\n")}, schema={"line": pl.String})
+        .filter(pl.col("line").str.strip_chars() != "")
+        .with_row_index("_position")
+    )
+    stripped = pl.col("line").str.strip_chars()
+    for maybe_object in (
+        stripped.str.starts_with("{") & stripped.str.ends_with("}"),
+        # null for text that is not JSON
+        stripped.str.starts_with("{") & pl.col("line").str.json_path_match("$").is_not_null(),
+    ):
+        split = lines.with_columns(maybe_object=maybe_object)
+        objects = split.filter("maybe_object")
+        try:
+            body = objects["line"].str.join("\n").item().encode()
+            frame = _as_text(pl.read_ndjson(body, infer_schema_length=None))
+        except Exception:  # noqa: BLE001 - a bad line among them: set apart more
             continue
+        if frame.height == objects.height:
+            rest = split.filter(~pl.col("maybe_object"))
+            return (
+                pl.concat(
+                    [
+                        frame.with_columns(objects["_position"]),
+                        _read_jsonl_lines(rest["line"]).with_columns(rest["_position"]),
+                    ],
+                    how="diagonal",
+                )
+                .sort("_position")
+                .drop("_position")
+            )
+    return _read_jsonl_lines(lines["line"])
+
+
+def _read_jsonl_lines(lines: pl.Series) -> pl.DataFrame:
+    """Non-blank NDJSON lines parsed one by one: a line that is not a JSON object becomes a
+    row holding only `_malformed_json`, the reason with the line's start."""
+    import polars as pl
+
+    rows = []
+    for line in lines:
         try:
             value = json.loads(line)
-            rows.append({k: json_value_as_text(v) for k, v in value.items()})
         except json.JSONDecodeError as exc:
             rows.append({"_malformed_json": f"{exc.msg} at column {exc.colno}: {line[:200]}"})
+            continue
+        if isinstance(value, dict):
+            rows.append({k: json_value_as_text(v) for k, v in value.items()})
+        else:
+            rows.append({"_malformed_json": f"not a JSON object: {line[:200]}"})
     return pl.DataFrame(rows, infer_schema_length=None).cast(pl.String)
 
 

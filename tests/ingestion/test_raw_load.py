@@ -155,6 +155,46 @@ def test_malformed_json_line_is_quarantined(settings):
     assert reason.startswith("malformed JSON: ")
 
 
+def test_malformed_json_lines_are_set_apart_and_the_others_read_as_from_a_clean_file(
+    tmp_path, caplog
+):
+    """Each bad line becomes one row naming what is wrong, in its place; every other line reads
+    as it would from a file without bad lines (polars' reader, values as text)."""
+    good = [
+        {"event_id": "E1", "product_ids": [3, 5], "price": 1.5, "is_new": True},
+        {"event_id": "E3", "product_ids": [], "price": None, "is_new": False},
+        {"event_id": "E7", "product_ids": None, "price": 2, "is_new": None},
+    ]
+    lines = [
+        json.dumps(good[0]),
+        '{"event_id": "E2", ',  # cut off
+        json.dumps(good[1]),
+        '{"event_id": "E4", "price": NaN}',  # not JSON for polars, valid for Python
+        "[1, 2]",  # JSON, not an object
+        "",
+        json.dumps(good[2]),
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    frame, _, _ = read_file(path, "jsonl", ("utf-8",))
+    assert "quarantining them, reading the others" in caplog.text
+    assert frame["event_id"].to_list() == ["E1", None, "E3", "E4", None, "E7"]
+    assert frame["_malformed_json"].to_list() == [
+        None,
+        'Expecting property name enclosed in double quotes at column 20: {"event_id": "E2", ',
+        None,
+        None,
+        "not a JSON object: [1, 2]",
+        None,
+    ]
+    assert frame["price"].to_list() == ["1.5", None, None, "nan", None, "2.0"]
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text("".join(json.dumps(r) + "\n" for r in good), encoding="utf-8")
+    expected, _, _ = read_file(clean, "jsonl", ("utf-8",))
+    kept = frame.filter(pl.col("event_id").is_in(["E1", "E3", "E7"])).select(expected.columns)
+    assert kept.equals(expected)
+
+
 def test_contract_rejects_values_outside_bounds():
     contract = load_contract("support")["tickets"]
     frame = pl.DataFrame({c: ["x"] for c in contract.columns}).with_columns(
