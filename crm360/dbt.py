@@ -27,8 +27,14 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def run_dbt(settings: Settings, args: list[str], dbt_vars: dict | None = None) -> dict:
-    """Run `dbt <args>` in the project; return a summary of run_results.json."""
+def run_dbt(
+    settings: Settings,
+    args: list[str],
+    dbt_vars: dict | None = None,
+    env: dict[str, str] | None = None,
+) -> dict:
+    """Run `dbt <args>` in the project, with `env` added to its environment; return a summary
+    of run_results.json."""
     cmd = [
         dbt_executable(),
         *args,
@@ -46,7 +52,7 @@ def run_dbt(settings: Settings, args: list[str], dbt_vars: dict | None = None) -
     log.info("running %s", " ".join(cmd))
     proc = subprocess.run(
         cmd,
-        env=settings.dbt_env(),
+        env={**settings.dbt_env(), **(env or {})},
         cwd=settings.dbt_project_dir,
         capture_output=True,
         text=True,

@@ -42,12 +42,12 @@ def manifest_path() -> Path:
 
 
 def dbt_vars_template() -> dict[str, str]:
-    """The same vars `crm360.pipeline` passes, rendered per run: the data interval's end is the
-    as-of date."""
-    return {
-        "as_of_date": "{{ data_interval_end.date().isoformat() }}",
-        "dormant_days": "{{ crm360_dormant_days() }}",
-    }
+    """The same vars `crm360.pipeline` passes, rendered per run."""
+    return {"dormant_days": "{{ crm360_dormant_days() }}"}
+
+
+# the as-of date (the data interval's end), passed as `crm360.pipeline` passes it
+AS_OF_DATE_ENV_TEMPLATE = "{{ data_interval_end.date().isoformat() }}"
 
 
 def template_macros() -> dict[str, Any]:
@@ -120,6 +120,7 @@ def dbt_node_group(group_id: str, *, select: list[str] | None = None,
             "vars": dbt_vars_template(),
             "env": {
                 "CRM360_WAREHOUSE": "{{ crm360_warehouse() }}",
+                "CRM360_AS_OF_DATE": AS_OF_DATE_ENV_TEMPLATE,
                 "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
                 "DBT_EXCLUDE_RESOURCE_TYPES": " ".join(DAILY_BUILD_EXCLUDED_TYPES),
             },

@@ -42,10 +42,16 @@ def _dbt_build(selection: list[str], as_of: date, settings: Settings | None) -> 
     from crm360.dbt import DAILY_BUILD_EXCLUDED_TYPES, run_dbt
 
     settings = settings or load_settings()
-    dbt_vars = {"as_of_date": as_of.isoformat(), "dormant_days": settings.dormant_days}
     started = time.monotonic()
     args = ["build", *selection, "--exclude-resource-type", *DAILY_BUILD_EXCLUDED_TYPES]
-    summary = run_dbt(settings, args, dbt_vars)
+    # the as-of date as an environment variable, not a var: a var that changes makes dbt parse
+    # the whole project again, every day (see the as_of_date macro)
+    summary = run_dbt(
+        settings,
+        args,
+        {"dormant_days": settings.dormant_days},
+        {"CRM360_AS_OF_DATE": as_of.isoformat()},
+    )
     return {**summary, "seconds": _seconds_since(started)}
 
 

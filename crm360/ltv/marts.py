@@ -53,7 +53,9 @@ def as_arrow(frame: pd.DataFrame):
 
 
 def parse_as_of(value: object) -> date:
-    """The `as_of_date` var as a date; today when it is not set (as the as_of_date macro)."""
+    """The as-of date of a Python model's config (the `as_of_date` var, else the
+    CRM360_AS_OF_DATE environment variable) as a date; today when neither is set (as the
+    as_of_date macro)."""
     if value in (None, "", "None", "none", "null"):
         return date.today()
     if isinstance(value, date):

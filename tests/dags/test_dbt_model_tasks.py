@@ -94,6 +94,9 @@ def test_one_task_per_dbt_node_with_dbts_edges(model_dag):
             assert task.execution_timeout is not None
             # unit tests run in the test suite, not in the daily build
             assert task.env["DBT_EXCLUDE_RESOURCE_TYPES"] == "unit_test"
+            # the as-of date as the layer builds pass it: in the environment, not a dbt var
+            assert task.env["CRM360_AS_OF_DATE"] == "{{ data_interval_end.date().isoformat() }}"
+            assert "as_of_date" not in task.vars
     # the layers keep their order around identity resolution
     roots = [t for t in dag.tasks if t.task_id.startswith("dbt_staging.") and not
              (t.upstream_task_ids & {x.task_id for x in dag.tasks if x.task_id.startswith("dbt_")})]  # fmt: skip

@@ -28,7 +28,8 @@ def test_every_dbt_unit_test_passes(mart_warehouse):
 def test_the_daily_build_leaves_unit_tests_out(settings, monkeypatch):
     calls = []
     monkeypatch.setattr(
-        "crm360.dbt.run_dbt", lambda settings, args, dbt_vars: calls.append(args) or {}
+        "crm360.dbt.run_dbt",
+        lambda settings, args, dbt_vars, env: calls.append(args) or {},
     )
     pipeline.build_staging(MARTS_AS_OF, settings)
     pipeline.build_marts(MARTS_AS_OF, settings)
