@@ -35,10 +35,13 @@ def run(stage: str, as_of: date, run_id: str) -> dict:
         from crm360.dbt import run_dbt
         from crm360.settings import load_settings
 
+        settings = load_settings()
+        # the date and vars as the pipeline's builds pass them, so that dbt parses as they do
         return run_dbt(
-            load_settings(),
+            settings,
             ["run", "--select", "+customer_360", "+customer_rfm", "--exclude", "tag:staging"],
-            {"as_of_date": as_of.isoformat()},
+            {"dormant_days": settings.dormant_days},
+            {"CRM360_AS_OF_DATE": as_of.isoformat()},
         )
     if stage == "quality":
         from crm360.quality import run_gate
