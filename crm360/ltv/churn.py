@@ -303,6 +303,13 @@ def calibration_bins(predicted: np.ndarray, labels: np.ndarray, bins: int) -> li
     return rows
 
 
+def churn_bands(probabilities, low: float, medium: float) -> np.ndarray:
+    """churn_band of every probability at once (an object array; None where NaN)."""
+    p = np.asarray(probabilities, dtype=float)
+    bands = np.select([p < low, p < medium, p >= medium], ["low", "medium", "high"], "")
+    return np.where(np.isnan(p), None, bands).astype(object)
+
+
 def churn_band(probability: float | None, low: float, medium: float) -> str | None:
     """'low' below `low`, 'medium' below `medium`, else 'high'; None without a probability."""
     if probability is None or (isinstance(probability, float) and math.isnan(probability)):

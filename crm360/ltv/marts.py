@@ -541,10 +541,9 @@ def customer_churn_risk(
         frame["churn_probability"],
         np.where(is_buyer, 1.0 - frame["probability_alive"], np.nan),
     )
-    frame["churn_band"] = [
-        churn.churn_band(p, settings.band_low, settings.band_medium)
-        for p in frame["churn_probability"]
-    ]
+    frame["churn_band"] = churn.churn_bands(
+        frame["churn_probability"], settings.band_low, settings.band_medium
+    )
     frame = frame.rename(columns={"tenure_days": "subscription_tenure_days",
                                   "monthly_price": "subscription_monthly_price"})  # fmt: skip
     frame["subscription_id"] = frame["subscription_id"].astype("Int64")

@@ -151,3 +151,5 @@ def test_evaluation_on_a_holdout():
 )  # fmt: skip
 def test_churn_bands_at_their_boundaries(probability, band):
     assert churn.churn_band(probability, low=0.3, medium=0.6) == band
+    # the mart bands a whole column at once, with the same boundaries
+    assert churn.churn_bands([probability, 0.45], low=0.3, medium=0.6).tolist() == [band, "medium"]
