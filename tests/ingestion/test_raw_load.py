@@ -187,12 +187,38 @@ def test_malformed_json_lines_are_set_apart_and_the_others_read_as_from_a_clean_
         "not a JSON object: [1, 2]",
         None,
     ]
-    assert frame["price"].to_list() == ["1.5", None, None, "nan", None, "2.0"]
+    assert frame["price"].to_list() == ["1.5", None, None, "nan", None, "2"]
     clean = tmp_path / "clean.jsonl"
     clean.write_text("".join(json.dumps(r) + "\n" for r in good), encoding="utf-8")
     expected, _, _ = read_file(clean, "jsonl", ("utf-8",))
     kept = frame.filter(pl.col("event_id").is_in(["E1", "E3", "E7"])).select(expected.columns)
     assert kept.equals(expected)
+
+
+@pytest.mark.parametrize("invalid_byte", [False, True])
+def test_every_json_field_is_read_as_text_as_written(tmp_path, invalid_byte):
+    """Every key of every line becomes a column, also one that first appears deep in the file;
+    numbers keep their value as written (2 stays "2" beside 1.5), objects keep only their own
+    fields. The same when an invalid byte means the text read is not the file's bytes."""
+    rows = [{"event_id": f"E{i}", "price": 1.5 if i == 0 else 2, "context": {"page": "/"}}
+            for i in range(3000)]  # fmt: skip
+    rows[1]["context"] = {"page": "/cart", "tags": ["秋"]}
+    rows[-1]["late_key"] = True
+    body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+    assert len(body) > 1 << 17 and b"late_key" not in body[: 1 << 17]
+    if invalid_byte:
+        body = body.replace(b'"E7"', b'"E\xff7"')
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(body)
+    frame, _, rejects = read_file(path, "jsonl", ("utf-8",))
+    assert frame.columns == ["event_id", "price", "context", "late_key"]
+    assert frame.schema == dict.fromkeys(frame.columns, pl.String)
+    assert frame["price"].to_list()[:3] == ["1.5", "2", "2"]
+    assert frame["context"].to_list()[:3] == [
+        '{"page": "/"}', '{"page": "/cart", "tags": ["秋"]}', '{"page": "/"}',
+    ]  # fmt: skip
+    assert frame["late_key"].to_list() == [None] * 2999 + ["true"]
+    assert (rejects is not None and rejects.drop_nulls().len() == 1) == invalid_byte
 
 
 def test_contract_rejects_values_outside_bounds():
