@@ -32,16 +32,14 @@ def run(stage: str, as_of: date, run_id: str) -> dict:
         return pipeline.build_marts(as_of)
     if stage == "core_marts":
         # the marts the pandas baseline computes, models only (no tests), on the loaded data
-        from crm360.dbt import run_dbt
+        from crm360.dbt import run_dbt_as_of
         from crm360.settings import load_settings
 
-        settings = load_settings()
         # the date and vars as the pipeline's builds pass them, so that dbt parses as they do
-        return run_dbt(
-            settings,
+        return run_dbt_as_of(
+            load_settings(),
             ["run", "--select", "+customer_360", "+customer_rfm", "--exclude", "tag:staging"],
-            {"dormant_days": settings.dormant_days},
-            {"CRM360_AS_OF_DATE": as_of.isoformat()},
+            as_of,
         )
     if stage == "quality":
         from crm360.quality import run_gate

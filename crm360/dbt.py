@@ -6,6 +6,7 @@ import json
 import logging
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 from crm360.settings import Settings
@@ -16,6 +17,10 @@ log = logging.getLogger(__name__)
 # they run in the test suite and in development (`dbt test --select test_type:unit`), and the
 # daily builds leave them out, as dbt recommends for production runs
 DAILY_BUILD_EXCLUDED_TYPES = ("unit_test",)
+
+# the environment variable the as_of_date macro (and the Python models' configs) read the run's
+# date from: a dbt var that changed every day made dbt parse the whole project on every run
+AS_OF_DATE_ENV = "CRM360_AS_OF_DATE"
 
 
 class DbtError(RuntimeError):
@@ -65,6 +70,13 @@ def run_dbt(
         failed = "; ".join(summary.get("failed", [])) or proc.stderr.strip()[-2000:]
         raise DbtError(f"dbt {' '.join(args)} failed (exit {proc.returncode}): {failed}")
     return summary
+
+
+def run_dbt_as_of(settings: Settings, args: list[str], as_of: date) -> dict:
+    """run_dbt as the daily builds run it: the date in AS_OF_DATE_ENV, the settings' vars."""
+    return run_dbt(
+        settings, args, {"dormant_days": settings.dormant_days}, {AS_OF_DATE_ENV: as_of.isoformat()}
+    )
 
 
 def _summarise(run_results: Path) -> dict:

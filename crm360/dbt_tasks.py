@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from crm360.dbt import DAILY_BUILD_EXCLUDED_TYPES
+from crm360.dbt import AS_OF_DATE_ENV, DAILY_BUILD_EXCLUDED_TYPES
 from crm360.settings import load_settings
 
 MODES = ("build", "models")
@@ -120,7 +120,7 @@ def dbt_node_group(group_id: str, *, select: list[str] | None = None,
             "vars": dbt_vars_template(),
             "env": {
                 "CRM360_WAREHOUSE": "{{ crm360_warehouse() }}",
-                "CRM360_AS_OF_DATE": AS_OF_DATE_ENV_TEMPLATE,
+                AS_OF_DATE_ENV: AS_OF_DATE_ENV_TEMPLATE,
                 "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
                 "DBT_EXCLUDE_RESOURCE_TYPES": " ".join(DAILY_BUILD_EXCLUDED_TYPES),
             },

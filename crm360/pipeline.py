@@ -39,19 +39,12 @@ def ingest_source(
 
 
 def _dbt_build(selection: list[str], as_of: date, settings: Settings | None) -> dict:
-    from crm360.dbt import DAILY_BUILD_EXCLUDED_TYPES, run_dbt
+    from crm360.dbt import DAILY_BUILD_EXCLUDED_TYPES, run_dbt_as_of
 
     settings = settings or load_settings()
     started = time.monotonic()
     args = ["build", *selection, "--exclude-resource-type", *DAILY_BUILD_EXCLUDED_TYPES]
-    # the as-of date as an environment variable, not a var: a var that changes makes dbt parse
-    # the whole project again, every day (see the as_of_date macro)
-    summary = run_dbt(
-        settings,
-        args,
-        {"dormant_days": settings.dormant_days},
-        {"CRM360_AS_OF_DATE": as_of.isoformat()},
-    )
+    summary = run_dbt_as_of(settings, args, as_of)
     return {**summary, "seconds": _seconds_since(started)}
 
 

@@ -169,10 +169,7 @@ def _read_jsonl(text: str, data: bytes, path: Path, data_is_file: bool = False) 
     import polars as pl
 
     try:
-        keys = _ndjson_keys("select json from read_ndjson_objects(?)", [str(path)]) if (
-            data_is_file
-        ) else None  # fmt: skip
-        return _ndjson_as_text(data, keys)
+        return _ndjson_as_text(data, _ndjson_file_keys(path) if data_is_file else None)
     except Exception:  # noqa: BLE001 - some lines are malformed: set them apart
         log.warning("%s: malformed JSON lines; quarantining them, reading the others", path)
     lines = (
@@ -190,8 +187,7 @@ def _read_jsonl(text: str, data: bytes, path: Path, data_is_file: bool = False) 
         objects = split.filter("maybe_object")
         try:
             body = objects["line"].str.join("\n").item().encode()
-            keys = _ndjson_keys("select line as json from objects_frame", [], objects)
-            frame = _ndjson_as_text(body, keys)
+            frame = _ndjson_as_text(body, _ndjson_line_keys(objects["line"]))
         except Exception:  # noqa: BLE001 - a bad line among them: set apart more
             continue
         if frame.height == objects.height:
@@ -210,15 +206,24 @@ def _read_jsonl(text: str, data: bytes, path: Path, data_is_file: bool = False) 
     return _read_jsonl_lines(lines["line"])
 
 
-def _ndjson_keys(query: str, parameters: list, objects_frame=None) -> list[str] | None:
-    """The distinct keys of the JSON objects `query` returns (column `json`), listed by DuckDB;
-    None when DuckDB cannot parse them (polars then finds the fields itself)."""
+def _ndjson_file_keys(path: Path) -> list[str] | None:
+    """The distinct keys of the objects on the lines of the NDJSON file at `path`, listed by
+    DuckDB; None when DuckDB cannot parse them (polars then finds the fields itself)."""
+    return _distinct_keys("select json from read_ndjson_objects(?)", [str(path)])
+
+
+def _ndjson_line_keys(lines: pl.Series) -> list[str] | None:
+    """_ndjson_file_keys of lines already in memory."""
+    return _distinct_keys("select line as json from lines", [], lines.to_frame("line"))
+
+
+def _distinct_keys(query: str, parameters: list, lines=None) -> list[str] | None:
     import duckdb
 
     try:
         with duckdb.connect() as con:
-            if objects_frame is not None:
-                con.register("objects_frame", objects_frame)
+            if lines is not None:
+                con.register("lines", lines)
             rows = con.execute(
                 f"select distinct unnest(json_keys(json)) from ({query})", parameters
             ).fetchall()
@@ -237,14 +242,16 @@ def _ndjson_as_text(data: bytes, keys: list[str] | None) -> pl.DataFrame:
     in the first lines, then the later ones by name; None: polars finds them itself."""
     import polars as pl
 
-    if keys is None:
-        keys = pl.read_ndjson(data, infer_schema_length=None).columns
-    head = data[: data.rfind(b"\n", 0, 1 << 16) + 1] or data
-    try:
-        first = [k for k in pl.read_ndjson(head, infer_schema_length=None).columns if k in keys]
-    except Exception:  # noqa: BLE001 - a bad line among the first: by name
-        first = []
-    ordered = first + sorted(set(keys) - set(first))
+    if keys is None:  # polars lists them as it meets them
+        ordered = pl.read_ndjson(data, infer_schema_length=None).columns
+    else:
+        head = data[: data.rfind(b"\n", 0, 1 << 16) + 1] or data
+        try:
+            first = pl.read_ndjson(head, infer_schema_length=None).columns
+        except Exception:  # noqa: BLE001 - a bad line among the first: by name
+            first = []
+        first = [k for k in first if k in keys]
+        ordered = first + sorted(set(keys) - set(first))
     return pl.read_ndjson(data, schema=dict.fromkeys(ordered, pl.String))
 
 

@@ -304,7 +304,8 @@ def calibration_bins(predicted: np.ndarray, labels: np.ndarray, bins: int) -> li
 
 
 def churn_bands(probabilities, low: float, medium: float) -> np.ndarray:
-    """churn_band of every probability at once (an object array; None where NaN)."""
+    """The band of every probability at once, as an object array: 'low' below `low`, 'medium'
+    below `medium`, else 'high'; None without a probability (None or NaN)."""
     p = np.asarray(probabilities, dtype=float)
     bands = np.select([p < low, p < medium, p >= medium], ["low", "medium", "high"], "")
     return np.where(np.isnan(p), None, bands).astype(object)
@@ -312,10 +313,4 @@ def churn_bands(probabilities, low: float, medium: float) -> np.ndarray:
 
 def churn_band(probability: float | None, low: float, medium: float) -> str | None:
     """'low' below `low`, 'medium' below `medium`, else 'high'; None without a probability."""
-    if probability is None or (isinstance(probability, float) and math.isnan(probability)):
-        return None
-    if probability < low:
-        return "low"
-    if probability < medium:
-        return "medium"
-    return "high"
+    return churn_bands([probability], low, medium)[0]
