@@ -144,11 +144,23 @@ def _column_checks(col: Column) -> list[str]:
     return checks
 
 
-def check_sql(contract: ObjectContract, relation: str, present: list[str]) -> str:
+def duplicate_keys_sql(contract: ObjectContract, relation: str) -> str:
+    """SQL counting the primary-key values that occur more than once in `relation` (NULL keys
+    count as one value, as check_sql's duplicate rule sees them)."""
+    key = ", ".join(_quote(k) for k in contract.primary_key)
+    return f"select count(*) from (select {key} from {relation} group by {key} having count(*) > 1)"
+
+
+def check_sql(
+    contract: ObjectContract, relation: str, present: list[str], duplicates: bool = True
+) -> str:
     """SQL selecting every row of `relation` with `_reject_reason` (NULL when the row is valid).
 
     `relation` must carry a `_source_row` column (1-based position in the source). Duplicate
-    primary keys keep their first occurrence and quarantine the others.
+    primary keys keep their first occurrence and quarantine the others. `duplicates=False`
+    leaves that rule out, for a relation known to hold no duplicate key (duplicate_keys_sql
+    found none): the rule numbers the rows of every key, and without it the rows keep their
+    order.
     """
     reasons = []
     for col in contract.columns.values():
@@ -156,15 +168,16 @@ def check_sql(contract: ObjectContract, relation: str, present: list[str]) -> st
             branches = _column_checks(col)
             if branches:
                 reasons.append("case " + " ".join(branches) + " end")
-    key = ", ".join(_quote(k) for k in contract.primary_key)
-    key_text = " || '/' || ".join(
-        f"coalesce(cast({_quote(k)} as varchar), '')" for k in contract.primary_key
-    )
-    reasons.append(
-        f"case when row_number() over (partition by {key} order by _source_row) > 1 "
-        f"then 'duplicate primary key {'/'.join(contract.primary_key)}: ' || {key_text} end"
-    )
+    if duplicates:
+        key = ", ".join(_quote(k) for k in contract.primary_key)
+        key_text = " || '/' || ".join(
+            f"coalesce(cast({_quote(k)} as varchar), '')" for k in contract.primary_key
+        )
+        reasons.append(
+            f"case when row_number() over (partition by {key} order by _source_row) > 1 "
+            f"then 'duplicate primary key {'/'.join(contract.primary_key)}: ' || {key_text} end"
+        )
     return (
-        f"select *, nullif(concat_ws('; ', {', '.join(reasons)}), '') as _reject_reason "
-        f"from {relation}"
+        f"select *, nullif(concat_ws('; ', {', '.join(reasons) or 'null'}), '') "
+        f"as _reject_reason from {relation}"
     )

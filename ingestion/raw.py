@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ingestion.contracts import ContractError, ObjectContract, check_sql
+from ingestion.contracts import ContractError, ObjectContract, check_sql, duplicate_keys_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -178,11 +178,14 @@ def load_object(
     try:
         con.execute("begin transaction")
         _prepare_table(con, contract, list(frame.columns))
+        # a batch without a duplicate key (the usual case) skips the duplicate rule, which
+        # numbers the rows of every key and leaves them to be sorted back into source order
+        duplicates = con.execute(duplicate_keys_sql(contract, "_incoming")).fetchone()[0] > 0
         con.execute(
             "create or replace temp table _checked as "
             "select * exclude (_reject_reason, _pre_reject), "
             "coalesce(_pre_reject, _reject_reason) as _reject_reason from ("
-            + check_sql(contract, "_incoming", list(frame.columns))
+            + check_sql(contract, "_incoming", list(frame.columns), duplicates)
             + ")"
         )
         columns = ", ".join(quoted)
@@ -190,7 +193,8 @@ def load_object(
             f"insert into raw.{contract.raw_table} ({columns}{', ' if columns else ''}"
             "_load_id, _source, _source_location, _source_row, _loaded_at) "
             f"select {columns}{', ' if columns else ''}?, ?, ?, _source_row, ?::timestamptz "
-            "from _checked where _reject_reason is null order by _source_row",
+            "from _checked where _reject_reason is null"
+            + (" order by _source_row" if duplicates else ""),
             [load_id, contract.source, source_location, started_at],
         )
         con.execute(

@@ -348,3 +348,36 @@ def test_json_arrays_and_objects_are_kept_as_json_text(tmp_path, caplog):
     ]  # fmt: skip
     assert frame["context"][0] == '{"page": "/", "tags": ["秋"]}'
     assert "malformed" not in caplog.text
+
+
+@pytest.mark.parametrize("duplicate", [False, True])
+def test_a_large_batch_is_appended_in_source_order_with_or_without_duplicate_keys(
+    settings, duplicate
+):
+    from ingestion.raw import load_object
+
+    contract = load_contract("web")["events"]
+    rows = 300_000  # several of DuckDB's row groups, scanned by more than one thread
+    ids = [f"e{i}" for i in range(rows)]
+    if duplicate:
+        ids[-1] = "e7"
+    frame = pl.DataFrame(
+        {
+            "event_id": ids,
+            "anonymous_id": "a1",
+            "event_type": ["page_view"] * (rows - 1) + ["unknown"],
+            "occurred_at": TS,
+        }
+    )
+    with connect(settings.warehouse) as con:
+        result = load_object(con, contract, frame, "events.jsonl")
+        # the table's own order, as a scan reads it
+        order = con.execute("select _source_row from raw.web_events").fetchnumpy()["_source_row"]
+        (reason,) = con.execute("select reason from raw._quarantine").fetchone()
+
+    assert (result.rows_loaded, result.rows_quarantined) == (rows - 1, 1)
+    assert order.tolist() == list(range(1, rows))
+    if duplicate:
+        assert reason == "unknown value in event_type: unknown; duplicate primary key event_id: e7"
+    else:
+        assert reason == "unknown value in event_type: unknown"
