@@ -179,7 +179,7 @@ def load_object(
         con.execute("begin transaction")
         _prepare_table(con, contract, list(frame.columns))
         # a batch without a duplicate key (the usual case) skips the duplicate rule, which
-        # numbers the rows of every key and leaves them to be sorted back into source order
+        # numbers the rows of every key
         duplicates = con.execute(duplicate_keys_sql(contract, "_incoming")).fetchone()[0] > 0
         con.execute(
             "create or replace temp table _checked as "
@@ -193,8 +193,7 @@ def load_object(
             f"insert into raw.{contract.raw_table} ({columns}{', ' if columns else ''}"
             "_load_id, _source, _source_location, _source_row, _loaded_at) "
             f"select {columns}{', ' if columns else ''}?, ?, ?, _source_row, ?::timestamptz "
-            "from _checked where _reject_reason is null"
-            + (" order by _source_row" if duplicates else ""),
+            "from _checked where _reject_reason is null order by _source_row",
             [load_id, contract.source, source_location, started_at],
         )
         con.execute(

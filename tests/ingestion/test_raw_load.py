@@ -357,7 +357,7 @@ def test_a_large_batch_is_appended_in_source_order_with_or_without_duplicate_key
     from ingestion.raw import load_object
 
     contract = load_contract("web")["events"]
-    rows = 300_000  # several of DuckDB's row groups, scanned by more than one thread
+    rows = 900_000  # several of DuckDB's row groups, written by more than one thread
     ids = [f"e{i}" for i in range(rows)]
     if duplicate:
         ids[-1] = "e7"
