@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from crm360.fileio import sha256_of
 from ingestion.contracts import ContractError, ObjectContract
 from ingestion.raw import LoadResult, StateUpdate, ensure_raw_schema, load_object
+from ingestion.readahead import read_ahead
 
 if TYPE_CHECKING:
     import duckdb
@@ -312,27 +313,6 @@ def _read_new(source_file: SourceFile, seen: _Seen, contract: ObjectContract):
     return digest, size, trusted_ns, read
 
 
-def _read_ahead(files: list[SourceFile], seen: _Seen, contract: ObjectContract):
-    """(file, _read_new's result), in order; the next file is hashed and read in a thread
-    while the caller loads this one (polars and DuckDB release the GIL), so at most two files
-    are in memory."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    if not files:
-        return
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crm360-read")
-    try:
-        pending = pool.submit(_read_new, files[0], seen, contract)
-        for index, source_file in enumerate(files):
-            checked = pending.result()
-            if index + 1 < len(files):
-                pending = pool.submit(_read_new, files[index + 1], seen, contract)
-            yield source_file, checked
-            del checked
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
 def load_files(
     con: duckdb.DuckDBPyConnection,
     contract: ObjectContract,
@@ -359,8 +339,9 @@ def load_files(
         stats={(name, size, mtime) for name, _, size, mtime in rows if mtime is not None},
     )
     results = []
-    for source_file, (digest, size, modified_ns, read) in _read_ahead(
-        discover(source_dir, pattern, as_of), seen, contract
+    # the next file is hashed and read while this one is appended
+    for source_file, (digest, size, modified_ns, read) in read_ahead(
+        discover(source_dir, pattern, as_of), lambda f: _read_new(f, seen, contract)
     ):
         if read is None:  # loaded before with the same content
             if digest is not None and modified_ns is not None:  # touched: record its new time

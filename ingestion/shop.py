@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ingestion.config import resolve_url, source_config
 from ingestion.contracts import ContractError, ObjectContract, load_contract
 from ingestion.raw import LoadResult, load_object
+from ingestion.readahead import read_ahead
 from ingestion.watermarks import read_watermark, set_watermark
 
 if TYPE_CHECKING:
@@ -90,12 +91,16 @@ def load(
     con: duckdb.DuckDBPyConnection, source_dir: Path, as_of: datetime, run_id: str | None = None
 ) -> list[LoadResult]:
     url = resolve_url(source_config(SOURCE), source_dir)
-    results = []
+    changed = []
     for contract in load_contract(SOURCE).values():
         since = read_watermark(con, SOURCE, contract.name)
-        if since >= as_of:
-            continue  # already read up to this as-of (a re-run, or an older backfill date)
-        frame = read_changes(url, contract, since, as_of)
+        if since < as_of:  # else already read up to this as-of (a re-run, an older backfill)
+            changed.append((contract, since))
+    results = []
+    # the next table's changes are read while this table's are appended
+    for (contract, _), frame in read_ahead(
+        changed, lambda table: read_changes(url, table[0], table[1], as_of)
+    ):
         location = f"{url}#{contract.table}"
         state = [set_watermark(SOURCE, contract.name, as_of)]
         results.append(load_object(con, contract, frame, location, run_id, state))

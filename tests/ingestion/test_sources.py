@@ -148,3 +148,33 @@ def test_rerun_is_a_no_op_and_the_next_day_loads_only_new_data(demo, tmp_path):
     day2_files = {r.source_location for r in day2 if r.source in ("crm", "web", "email", "social")}
     assert str(late / "events.jsonl") in day2_files
     assert all("2026-11-01" in f or "20261101" in f or f.startswith(str(late)) for f in day2_files)
+
+
+def test_shop_tables_before_an_unreadable_one_are_loaded_and_the_rest_wait(demo, tmp_path):
+    """The shop's tables are read one ahead of their load; a table that cannot be read stops
+    the load there, as when they were read one by one."""
+    import sqlite3
+
+    from ingestion import shop
+    from ingestion.contracts import ContractError
+
+    source_dir, _ = demo
+    copy = tmp_path / "sources"
+    shutil.copytree(source_dir / "shop", copy / "shop")
+    with sqlite3.connect(copy / "shop" / "orders.sqlite") as db:
+        db.execute("alter table order_items rename to order_items_old")
+    tables = [c.name for c in load_contract("shop").values()]
+    broken = tables.index("order_items")
+
+    with connect(tmp_path / "w.duckdb") as con:
+        with pytest.raises(ContractError, match="cannot read table order_items"):
+            shop.load(con, copy, DAY1)
+        loaded = con.execute("select object from raw._loads order by started_at").fetchall()
+        marks = con.execute("select object from raw._watermarks order by object").fetchall()
+        assert [o for (o,) in loaded] == tables[:broken]
+        assert sorted(o for (o,) in marks) == sorted(tables[:broken])
+        with sqlite3.connect(copy / "shop" / "orders.sqlite") as db:
+            db.execute("alter table order_items_old rename to order_items")
+        rest = shop.load(con, copy, DAY1)  # the next run reads only the tables left
+    assert [r.object for r in rest] == tables[broken:]
+    assert all(r.rows_read > 0 for r in rest)
