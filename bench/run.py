@@ -109,10 +109,17 @@ def run_day(day: date, run_id: str, work: Path, env: dict) -> dict:
         "source_rows": rows,
         "seconds": sum(s["seconds"] for s in stages.values()),
         "peak_rss_mib": max(s["peak_rss_mib"] for s in stages.values()),
-        "stages": {
-            k: {kk: vv for kk, vv in v.items() if kk != "result"} for k, v in stages.items()
-        },
+        "stages": {k: _stage_figures(v) for k, v in stages.items()},
     }
+
+
+def _stage_figures(stage: dict) -> dict:
+    """A stage's figures for the results file: its time and memory, and for a dbt stage where
+    dbt's time went (bench.stage.dbt_nodes)."""
+    figures = {k: v for k, v in stage.items() if k != "result"}
+    if "dbt" in stage["result"]:
+        figures["dbt"] = stage["result"]["dbt"]
+    return figures
 
 
 def bench_size(people: int, seed: int, root: Path, cache: Path) -> dict:
@@ -151,7 +158,7 @@ def bench_size(people: int, seed: int, root: Path, cache: Path) -> dict:
         "floor": {"seconds": floor_seconds, "rows": sum(f["rows"] for f in floor.values()),
                   "objects": floor},
         "core_marts": {"dbt_seconds": core["seconds"], "peak_rss_mib": core["peak_rss_mib"],
-                       "ours_from_files_seconds": ours_core},
+                       "ours_from_files_seconds": ours_core, "dbt": core["result"].get("dbt")},
         "pandas": {"seconds": pandas["seconds"], "peak_rss_mib": pandas["peak_rss_mib"],
                    "compute_seconds": pandas["result"].get("seconds")},
         "ratios": {
@@ -208,7 +215,25 @@ def print_size(r: dict) -> None:
         f"(x{ratios['pandas_over_ours_from_files']:.2f}), core models alone "
         f"{r['core_marts']['dbt_seconds']:.1f} s (x{ratios['pandas_over_ours_core_models']:.2f})"
     )
+    for day in ("full", "incremental"):
+        for stage in ("staging", "marts"):
+            print_dbt_nodes(f"{day} {stage}", r[day]["stages"][stage].get("dbt"))
+    print_dbt_nodes("core models", r["core_marts"].get("dbt"))
     # fmt: skip
+
+
+def print_dbt_nodes(label: str, dbt: dict | None, shown: int = 5) -> None:
+    """One line per dbt stage: its node seconds by kind and its slowest nodes."""
+    if not dbt:
+        return
+    kinds = ", ".join(
+        f"{kind} x{dbt['node_counts'][kind]} {seconds:.1f} s"
+        for kind, seconds in dbt["node_seconds"].items()
+    )
+    slowest = ", ".join(
+        f"{node['node'].split('.')[2]} {node['seconds']:.1f} s" for node in dbt["slowest"][:shown]
+    )
+    print(f"dbt {label}: {kinds}; slowest: {slowest}")
 
 
 def main(argv: list[str] | None = None) -> int:

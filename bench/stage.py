@@ -12,9 +12,42 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, date, datetime, time
+from pathlib import Path
+
+DBT_STAGES = ("staging", "marts", "core_marts")
+
+
+def dbt_nodes(run_results: Path, slowest: int = 10) -> dict:
+    """Where a dbt build's time went, from its run_results.json: the seconds and count of each
+    kind of node (model, test, seed, snapshot) and the slowest nodes. Node seconds add up
+    across dbt's threads, so they can exceed the stage's wall time."""
+    results = json.loads(run_results.read_text(encoding="utf-8"))["results"]
+    kinds: dict[str, dict] = {}
+    for node in results:
+        kind = kinds.setdefault(node["unique_id"].split(".")[0], {"count": 0, "seconds": 0.0})
+        kind["count"] += 1
+        kind["seconds"] += node["execution_time"]
+    ranked = sorted(results, key=lambda node: node["execution_time"], reverse=True)
+    return {
+        "node_seconds": {kind: round(v["seconds"], 2) for kind, v in sorted(kinds.items())},
+        "node_counts": {kind: v["count"] for kind, v in sorted(kinds.items())},
+        "slowest": [
+            {"node": node["unique_id"], "seconds": round(node["execution_time"], 2)}
+            for node in ranked[:slowest]
+        ],
+    }
 
 
 def run(stage: str, as_of: date, run_id: str) -> dict:
+    result = _run(stage, as_of, run_id)
+    if stage in DBT_STAGES:
+        from crm360.settings import load_settings
+
+        result = {**result, "dbt": dbt_nodes(load_settings().dbt_target_dir / "run_results.json")}
+    return result
+
+
+def _run(stage: str, as_of: date, run_id: str) -> dict:
     from crm360 import pipeline
 
     if stage == "ingest":

@@ -26,6 +26,20 @@ def test_benchmark_runs_every_stage_and_records_its_figures(tmp_path, capsys):
         for stage in size[day]["stages"].values():
             assert stage["seconds"] > 0
             assert stage["peak_rss_mib"] > 50  # a Python process with DuckDB loaded
+        # where each dbt build's time went: node seconds by kind, the slowest nodes first
+        for stage in ("staging", "marts"):
+            dbt = size[day]["stages"][stage]["dbt"]
+            assert dbt["node_counts"]["model"] > 0 and dbt["node_seconds"]["model"] > 0
+            slowest = [node["seconds"] for node in dbt["slowest"]]
+            assert len(slowest) == 10 and slowest == sorted(slowest, reverse=True)
+        assert size[day]["stages"]["marts"]["dbt"]["node_counts"]["test"] > 0
+    # the core models alone: dbt run, models only, the two core marts among them
+    core = size["core_marts"]["dbt"]
+    assert set(core["node_counts"]) == {"model"}
+    assert (
+        core["node_counts"]["model"]
+        < size["full"]["stages"]["marts"]["dbt"]["node_counts"]["model"]
+    )
     # the incremental day loads only the new day's rows
     assert 0 < size["incremental"]["source_rows"] < size["full"]["source_rows"]
     # the floor scans what the full run loads, give or take the bad rows it skips
@@ -34,6 +48,7 @@ def test_benchmark_runs_every_stage_and_records_its_figures(tmp_path, capsys):
         assert size["ratios"][name] > 0
     out = capsys.readouterr().out
     assert "pipeline / floor" in out and "incremental day / full run" in out
+    assert "dbt incremental marts: model x" in out and "dbt core models: model x" in out
 
 
 @pytest.mark.parametrize(
