@@ -89,6 +89,12 @@ usable_records as (
             case when phone_e164 not in (select id_value from blocked where id_type = 'phone')
                 then phone_e164 end as phone_e164
         ),
+        -- the survivorship order, most trusted source first, then the most recently updated
+        -- (a missing time last), as one number: trust * 2^64 less the update time in
+        -- microseconds (a 64-bit value). The same order as the pair (trust, -updated_at), whose
+        -- comparison made arg_min a fifth of this model's time.
+        trust::hugeint * 18446744073709551616
+            - coalesce(epoch_us(updated_at), -9223372036854775808) as survivorship_order,
     from profile_records
 ),
 
@@ -105,14 +111,14 @@ golden as (
         min(contact_id) as contact_id,
         min(shop_customer_id) as shop_customer_id,
         count(shop_customer_id) as shop_account_count,
-        arg_min(full_name, (trust, -epoch(updated_at))) filter (where full_name is not null)
+        arg_min(full_name, survivorship_order) filter (where full_name is not null)
             as full_name,
-        arg_min(full_name_kana, (trust, -epoch(updated_at)))
+        arg_min(full_name_kana, survivorship_order)
             filter (where full_name_kana is not null) as full_name_kana,
-        arg_min(email, (trust, -epoch(updated_at))) filter (where email is not null) as email,
-        arg_min(phone_e164, (trust, -epoch(updated_at))) filter (where phone_e164 is not null)
+        arg_min(email, survivorship_order) filter (where email is not null) as email,
+        arg_min(phone_e164, survivorship_order) filter (where phone_e164 is not null)
             as phone_e164,
-        arg_min(birth_date, (trust, -epoch(updated_at))) filter (where birth_date is not null)
+        arg_min(birth_date, survivorship_order) filter (where birth_date is not null)
             as birth_date,
         -- people move: the most recent address wins, whichever source has it
         arg_max(postal_code, updated_at) filter (where postal_code is not null) as postal_code,
