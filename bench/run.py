@@ -114,11 +114,12 @@ def run_day(day: date, run_id: str, work: Path, env: dict) -> dict:
 
 
 def _stage_figures(stage: dict) -> dict:
-    """A stage's figures for the results file: its time and memory, and for a dbt stage where
-    dbt's time went (bench.stage.dbt_nodes)."""
+    """A stage's figures for the results file: its time and memory, and where the time went:
+    each source's for the ingest, dbt's nodes for a dbt stage (bench.stage.dbt_nodes)."""
     figures = {k: v for k, v in stage.items() if k != "result"}
-    if "dbt" in stage["result"]:
-        figures["dbt"] = stage["result"]["dbt"]
+    for detail in ("sources", "dbt"):
+        if detail in stage["result"]:
+            figures[detail] = stage["result"][detail]
     return figures
 
 
@@ -215,6 +216,14 @@ def print_size(r: dict) -> None:
         f"(x{ratios['pandas_over_ours_from_files']:.2f}), core models alone "
         f"{r['core_marts']['dbt_seconds']:.1f} s (x{ratios['pandas_over_ours_core_models']:.2f})"
     )
+    for day in ("full", "incremental"):
+        sources = r[day]["stages"]["ingest"].get("sources")
+        if not sources:
+            continue
+        ranked = sorted(sources.items(), key=lambda item: item[1]["seconds"], reverse=True)
+        print(f"{day} ingest by source: " + ", ".join(
+            f"{name} {figures['seconds']:.1f} s ({figures['rows']:,} rows)"
+            for name, figures in ranked))  # fmt: skip
     for day in ("full", "incremental"):
         for stage in ("staging", "marts"):
             print_dbt_nodes(f"{day} {stage}", r[day]["stages"][stage].get("dbt"))

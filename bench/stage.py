@@ -56,7 +56,15 @@ def _run(stage: str, as_of: date, run_id: str) -> dict:
         at = datetime.combine(as_of, time(), tzinfo=UTC)
         loads = [pipeline.ingest_source(source, run_id, at) for source in SOURCES]
         rows = sum(load["rows_read"] for result in loads for load in result["loads"])
-        return {"rows": rows, "loaded": loads}
+        # each source's share of the stage, for the results file
+        sources = {
+            result["source"]: {
+                "seconds": result["seconds"],
+                "rows": sum(load["rows_read"] for load in result["loads"]),
+            }
+            for result in loads
+        }
+        return {"rows": rows, "loaded": loads, "sources": sources}
     if stage == "staging":
         return pipeline.build_staging(as_of)
     if stage == "identity":

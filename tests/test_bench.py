@@ -33,6 +33,11 @@ def test_benchmark_runs_every_stage_and_records_its_figures(tmp_path, capsys):
             slowest = [node["seconds"] for node in dbt["slowest"]]
             assert len(slowest) == 10 and slowest == sorted(slowest, reverse=True)
         assert size[day]["stages"]["marts"]["dbt"]["node_counts"]["test"] > 0
+        # each source's share of the ingest: its rows add up to the day's source rows
+        sources = size[day]["stages"]["ingest"]["sources"]
+        assert {"crm", "shop", "web", "email"} <= set(sources)
+        assert sum(s["rows"] for s in sources.values()) == size[day]["source_rows"]
+        assert all(s["seconds"] > 0 for s in sources.values())
     # the core models alone: dbt run, models only, the two core marts among them
     core = size["core_marts"]["dbt"]
     assert set(core["node_counts"]) == {"model"}
@@ -49,6 +54,7 @@ def test_benchmark_runs_every_stage_and_records_its_figures(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "pipeline / floor" in out and "incremental day / full run" in out
     assert "dbt incremental marts: model x" in out and "dbt core models: model x" in out
+    assert "full ingest by source: " in out and "incremental ingest by source: " in out
 
 
 @pytest.mark.parametrize(
