@@ -115,9 +115,10 @@ def run_day(day: date, run_id: str, work: Path, env: dict) -> dict:
 
 def _stage_figures(stage: dict) -> dict:
     """A stage's figures for the results file: its time and memory, and where the time went:
-    each source's for the ingest, dbt's nodes for a dbt stage (bench.stage.dbt_nodes)."""
+    each source's for the ingest, each phase's for identity, dbt's nodes for a dbt stage
+    (bench.stage.dbt_nodes)."""
     figures = {k: v for k, v in stage.items() if k != "result"}
-    for detail in ("sources", "dbt"):
+    for detail in ("sources", "phase_seconds", "dbt"):
         if detail in stage["result"]:
             figures[detail] = stage["result"][detail]
     return figures
@@ -224,6 +225,13 @@ def print_size(r: dict) -> None:
         print(f"{day} ingest by source: " + ", ".join(
             f"{name} {figures['seconds']:.1f} s ({figures['rows']:,} rows)"
             for name, figures in ranked))  # fmt: skip
+    for day in ("full", "incremental"):
+        phases = r[day]["stages"]["identity"].get("phase_seconds")
+        if phases:
+            print(
+                f"{day} identity by phase: "
+                + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in phases.items())
+            )
     for day in ("full", "incremental"):
         for stage in ("staging", "marts"):
             print_dbt_nodes(f"{day} {stage}", r[day]["stages"][stage].get("dbt"))

@@ -38,6 +38,10 @@ def test_benchmark_runs_every_stage_and_records_its_figures(tmp_path, capsys):
         assert {"crm", "shop", "web", "email"} <= set(sources)
         assert sum(s["rows"] for s in sources.values()) == size[day]["source_rows"]
         assert all(s["seconds"] > 0 for s in sources.values())
+        # and identity's phases, within the stage's time
+        phases = size[day]["stages"]["identity"]["phase_seconds"]
+        assert {"records", "deterministic", "clustering", "ids", "write"} <= set(phases)
+        assert 0 < sum(phases.values()) < size[day]["stages"]["identity"]["seconds"]
     # the core models alone: dbt run, models only, the two core marts among them
     core = size["core_marts"]["dbt"]
     assert set(core["node_counts"]) == {"model"}
@@ -55,6 +59,7 @@ def test_benchmark_runs_every_stage_and_records_its_figures(tmp_path, capsys):
     assert "pipeline / floor" in out and "incremental day / full run" in out
     assert "dbt incremental marts: model x" in out and "dbt core models: model x" in out
     assert "full ingest by source: " in out and "incremental ingest by source: " in out
+    assert "incremental identity by phase: records " in out
 
 
 @pytest.mark.parametrize(

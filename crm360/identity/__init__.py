@@ -271,13 +271,31 @@ def _probabilistic_links(con, config: IdentityConfig, as_of: date):
     return links, result
 
 
+class _Phases:
+    """Seconds spent in each phase of a resolution, for the run's summary (not its table)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._since = time.monotonic()
+
+    def end(self, phase: str) -> None:
+        now = time.monotonic()
+        self.seconds[phase] = round(now - self._since, 3)
+        self._since = now
+
+
 def resolve(
     con: duckdb.DuckDBPyConnection, as_of: date, run_id: str, config: IdentityConfig
 ) -> dict:
-    """Resolve identities as of `as_of`; write the identity schema in one transaction."""
+    """Resolve identities as of `as_of`; write the identity schema in one transaction.
+
+    Returns the run's summary (the row written to identity.resolution_runs) with, beside it,
+    `phase_seconds`: the seconds spent reading the records, linking deterministically and
+    probabilistically, clustering, assigning ids and writing."""
     import polars as pl
 
     started = time.monotonic()
+    phases = _Phases()
     con.execute(_DDL)
     n = load_records(con)
     blocked = _blocked(con, config)
@@ -289,13 +307,16 @@ def resolve(
         "create or replace temp table id_usable as "
         "select * from id_identifiers anti join id_blocked using (id_type, id_value)"
     )
+    phases.end("records")
 
     links, refused = _deterministic_links(con, config)
+    phases.end("deterministic")
     match = None
     if config.probabilistic.enabled:
         prob_links, match = _probabilistic_links(con, config, as_of)
         if prob_links is not None:
             links = pl.concat([links, prob_links.cast(links.schema)])
+    phases.end("probabilistic")
     probabilistic_ran = match is not None
     arrays = LinkArrays(
         a=links["a"].to_numpy(), b=links["b"].to_numpy(),
@@ -306,6 +327,7 @@ def resolve(
         params={"types": list(config.max_per_cluster)},
     ).pl()
     clusters = cluster_links(n, arrays, limited, config.max_per_cluster)
+    phases.end("clustering")
 
     has_identifier = np.zeros(n, dtype=bool)
     has_identifier[con.sql("select distinct idx from id_usable").fetchnumpy()["idx"]] = True
@@ -360,7 +382,10 @@ def resolve(
         match_probability="probability", reason="reason",
     )  # fmt: skip
 
+    phases.end("ids")
     summary = _write(con, as_of, run_id, graph, rejected, assignment, match, started)
+    phases.end("write")
+    summary["phase_seconds"] = phases.seconds
     summary["probabilistic_matching"] = "ran" if probabilistic_ran else "skipped"
     if match is not None:
         summary["probabilistic_model"] = (

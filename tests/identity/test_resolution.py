@@ -156,6 +156,13 @@ def test_kanji_variant_and_kana_typo_are_matched_by_splink(con, config):
     _create(con, contacts=people, shops=shops)
     summary = resolve(con, DAY1, "run-1", config)
     assert summary["probabilistic_matching"] == "ran"
+    # where the run's time went, phase by phase, within the run's own seconds
+    phases = summary["phase_seconds"]
+    assert list(phases) == [
+        "records", "deterministic", "probabilistic", "clustering", "ids", "write"
+    ]  # fmt: skip
+    assert all(seconds >= 0 for seconds in phases.values()) and phases["probabilistic"] > 0
+    assert sum(phases.values()) <= summary["seconds"] + 0.5
     ids = customer_of(con)
     assert ids["shop:1"] == ids["crm:C0"]
     row = con.execute(
