@@ -54,10 +54,19 @@ def test_an_added_day_keeps_ids_and_the_snapshot_records_the_change(tmp_path):
         rows += [r for r in csv.DictReader(io.StringIO(text)) if r["contact_id"] == contact_id]
     row = rows[-1]
     row.update(postal_code="999-9999", updated_at="2026-11-01T12:00:00+09:00")
+    # ... and re-sends an older version of another contact: loaded later, it must not win
+    with connect(settings.warehouse, read_only=True) as con:
+        other_id, other_postal = con.execute(
+            "select contact_id, postal_code from staging.stg_crm__contacts "
+            "where contact_id <> ? and postal_code is not null order by 1 limit 1",
+            [contact_id],
+        ).fetchone()
+    older = dict(row, contact_id=other_id, postal_code="888-8888",
+                 updated_at="2001-01-01T00:00:00+09:00")  # fmt: skip
     out = io.StringIO()
     writer = csv.DictWriter(out, CSV_COLUMNS)
     writer.writeheader()
-    writer.writerow(row)
+    writer.writerows([row, older])
     (settings.source_dir / "crm" / "contacts_20261101.csv").write_text(
         out.getvalue(), encoding="utf-8"
     )
@@ -150,6 +159,20 @@ def test_an_added_day_keeps_ids_and_the_snapshot_records_the_change(tmp_path):
             "qualify row_number() over (partition by order_id "
             "order by _loaded_at desc, _source_row desc) = 1"
         ).fetchall())  # fmt: skip
+        # and the contacts: the newest version by the CRM's updated_at, whatever the load
+        staged_contacts = set(con.execute(
+            "select contact_id, updated_at, load_id from staging.stg_crm__contacts"
+        ).fetchall())  # fmt: skip
+        raw_contacts = set(con.execute(
+            "select contact_id, cast(cast(updated_at as timestamptz) at time zone 'UTC' "
+            "as timestamp), _load_id from raw.crm_contacts qualify row_number() over ("
+            "partition by contact_id order by cast(updated_at as timestamptz) desc, "
+            "_loaded_at desc, _source_row desc) = 1"
+        ).fetchall())  # fmt: skip
+        postal = dict(con.execute(
+            "select contact_id, postal_code from staging.stg_crm__contacts where contact_id in (?, ?)",
+            [contact_id, other_id],
+        ).fetchall())  # fmt: skip
         raw_shop = set(con.execute(
             "select cast(customer_id as bigint), lower(trim(email)), _loaded_at "
             "from raw.shop_customers qualify row_number() over (partition by customer_id "
@@ -162,6 +185,8 @@ def test_an_added_day_keeps_ids_and_the_snapshot_records_the_change(tmp_path):
     email_types = {event_id: event_type for event_id, event_type, *_ in staged_email}
     assert email_types[sent["event_id"]] == "bounce" and email_types["EV-LATE-1"] == "open"
     assert staged_shop == raw_shop and len(staged_shop) > 100
+    assert staged_contacts == raw_contacts and len(staged_contacts) > 100
+    assert postal == {contact_id: "999-9999", other_id: other_postal}
     assert staged_orders == raw_orders
     assert {o[:2] for o in staged_orders if o[0] == cancelled} == {(cancelled, "cancelled")}
     assert {r: after[r] for r in before} == before  # nobody renumbered

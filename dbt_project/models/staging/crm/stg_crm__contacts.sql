@@ -1,12 +1,27 @@
--- A table, not a view: it is read nine times a run (six tests, identity resolution, the golden
--- record, the quality gate), and a view would pick the newest version of every contact and
--- normalise it again for each of them.
-{{ config(materialized='table') }}
+-- A table kept up to date incrementally, not a view: it is read nine times a run (six tests,
+-- identity resolution, the golden record, the quality gate), and a view would pick the newest
+-- version of every contact and normalise it again for each of them. A run reads only the raw
+-- rows loaded since the newest load already here (loaded_since_last_run). The newest version is
+-- the CRM's latest updated_at (then the latest load, then the last row in it), and a later load
+-- may carry an older version of a contact (a re-sent export): a version replaces the one here
+-- unless this one was updated later, so the table holds what ranking every raw row would give.
+{{
+    config(
+        materialized='incremental',
+        unique_key='contact_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+    )
+}}
 
 with
 
+loaded as (
+    {{ loaded_since_last_run(source('crm', 'crm_contacts')) }}
+),
+
 source as (
-    {{ latest_version(source('crm', 'crm_contacts'), 'contact_id',
+    {{ latest_version('loaded', 'contact_id',
                       'cast(updated_at as timestamptz) desc, _loaded_at desc, _source_row desc') }}
 ),
 
@@ -30,7 +45,20 @@ renamed as (
         {{ to_utc('created_at') }} as created_at,
         {{ to_utc('updated_at') }} as updated_at,
         _load_id as load_id,
+        _loaded_at,
     from source
+),
+
+final as (
+    select * from renamed
+    {%- if is_incremental() %}
+    -- a version loaded later but updated earlier than the one here does not replace it
+    where not exists (
+        select 1 from {{ this }} as current_version
+        where current_version.contact_id = renamed.contact_id
+            and current_version.updated_at > renamed.updated_at
+    )
+    {%- endif %}
 )
 
-select * from renamed
+select * from final
