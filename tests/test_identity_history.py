@@ -106,6 +106,10 @@ def test_an_added_day_keeps_ids_and_the_snapshot_records_the_change(tmp_path):
     identity = run_day(settings, DAY2, "day-2")
 
     with connect(settings.warehouse, read_only=True) as con:
+
+        def rows(sql: str) -> set[tuple]:
+            return set(con.execute(sql).fetchall())
+
         after = dict(
             con.execute("select record_id, customer_id from identity.identity_graph").fetchall()
         )
@@ -125,9 +129,7 @@ def test_an_added_day_keeps_ids_and_the_snapshot_records_the_change(tmp_path):
             from raw.web_events qualify row_number() over (
                 partition by event_id order by _loaded_at desc, _source_row desc) = 1
         """
-        staged = set(con.execute(
-            "select event_id, event_type, anonymous_id from staging.stg_web__events"
-        ).fetchall())  # fmt: skip
+        staged = rows("select event_id, event_type, anonymous_id from staging.stg_web__events")
         raw = con.execute(latest).fetchall()
         types = dict(con.execute(
             "select event_id, event_type from staging.stg_web__events").fetchall())  # fmt: skip
@@ -142,42 +144,44 @@ def test_an_added_day_keeps_ids_and_the_snapshot_records_the_change(tmp_path):
         ).fetchall()
         ltv_days = con.execute("select distinct as_of_date from marts.customer_ltv").fetchall()
         # so do the e-mail events and the shop accounts
-        staged_email = set(con.execute(
+        staged_email = rows(
             "select event_id, event_type, bounce_type, _loaded_at from staging.stg_email__events"
-        ).fetchall())  # fmt: skip
-        raw_email = set(con.execute(latest.replace("event_type, anonymous_id", "event_type, "
-            "nullif(trim(bounce_type), ''), _loaded_at").replace("web_events", "email_events")
-        ).fetchall())  # fmt: skip
-        staged_shop = set(con.execute(
+        )
+        raw_email = rows(
+            latest.replace(
+                "event_type, anonymous_id", "event_type, nullif(trim(bounce_type), ''), _loaded_at"
+            ).replace("web_events", "email_events")
+        )
+        staged_shop = rows(
             "select shop_customer_id, email, _loaded_at from staging.stg_shop__customers"
-        ).fetchall())  # fmt: skip
-        staged_orders = set(con.execute(
+        )
+        staged_orders = rows(
             "select order_id, order_status, _loaded_at from staging.stg_shop__orders"
-        ).fetchall())  # fmt: skip
-        raw_orders = set(con.execute(
+        )
+        raw_orders = rows(
             "select cast(order_id as bigint), status, _loaded_at from raw.shop_orders "
             "qualify row_number() over (partition by order_id "
             "order by _loaded_at desc, _source_row desc) = 1"
-        ).fetchall())  # fmt: skip
+        )
         # and the contacts: the newest version by the CRM's updated_at, whatever the load
-        staged_contacts = set(con.execute(
+        staged_contacts = rows(
             "select contact_id, updated_at, load_id from staging.stg_crm__contacts"
-        ).fetchall())  # fmt: skip
-        raw_contacts = set(con.execute(
+        )
+        raw_contacts = rows(
             "select contact_id, cast(cast(updated_at as timestamptz) at time zone 'UTC' "
             "as timestamp), _load_id from raw.crm_contacts qualify row_number() over ("
             "partition by contact_id order by cast(updated_at as timestamptz) desc, "
             "_loaded_at desc, _source_row desc) = 1"
-        ).fetchall())  # fmt: skip
+        )
         postal = dict(con.execute(
             "select contact_id, postal_code from staging.stg_crm__contacts where contact_id in (?, ?)",
             [contact_id, other_id],
         ).fetchall())  # fmt: skip
-        raw_shop = set(con.execute(
+        raw_shop = rows(
             "select cast(customer_id as bigint), lower(trim(email)), _loaded_at "
             "from raw.shop_customers qualify row_number() over (partition by customer_id "
             "order by _loaded_at desc, _source_row desc) = 1"
-        ).fetchall())  # fmt: skip
+        )
     assert len(staged) == len(raw) == len(types)
     assert types[event["event_id"]] == "add_to_cart" and types["E-LATE-1"] == "add_to_cart"
     assert staged == set(raw)
