@@ -218,25 +218,20 @@ def print_size(r: dict) -> None:
         f"{r['core_marts']['dbt_seconds']:.1f} s (x{ratios['pandas_over_ours_core_models']:.2f})"
     )
     for day in ("full", "incremental"):
-        sources = r[day]["stages"]["ingest"].get("sources")
-        if not sources:
-            continue
-        ranked = sorted(sources.items(), key=lambda item: item[1]["seconds"], reverse=True)
-        print(f"{day} ingest by source: " + ", ".join(
-            f"{name} {figures['seconds']:.1f} s ({figures['rows']:,} rows)"
-            for name, figures in ranked))  # fmt: skip
-    for day in ("full", "incremental"):
-        phases = r[day]["stages"]["identity"].get("phase_seconds")
+        stages = r[day]["stages"]
+        sources = stages["ingest"].get("sources")
+        if sources:
+            ranked = sorted(sources.items(), key=lambda item: item[1]["seconds"], reverse=True)
+            print(f"{day} ingest by source: " + ", ".join(
+                f"{name} {figures['seconds']:.1f} s ({figures['rows']:,} rows)"
+                for name, figures in ranked))  # fmt: skip
+        phases = stages["identity"].get("phase_seconds")
         if phases:
-            print(
-                f"{day} identity by phase: "
-                + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in phases.items())
-            )
-    for day in ("full", "incremental"):
+            print(f"{day} identity by phase: " + ", ".join(
+                f"{phase} {seconds:.1f} s" for phase, seconds in phases.items()))  # fmt: skip
         for stage in ("staging", "marts"):
-            print_dbt_nodes(f"{day} {stage}", r[day]["stages"][stage].get("dbt"))
+            print_dbt_nodes(f"{day} {stage}", stages[stage].get("dbt"))
     print_dbt_nodes("core models", r["core_marts"].get("dbt"))
-    # fmt: skip
 
 
 def print_dbt_nodes(label: str, dbt: dict | None, shown: int = 5) -> None:

@@ -55,7 +55,6 @@ def _run(stage: str, as_of: date, run_id: str) -> dict:
 
         at = datetime.combine(as_of, time(), tzinfo=UTC)
         loads = [pipeline.ingest_source(source, run_id, at) for source in SOURCES]
-        rows = sum(load["rows_read"] for result in loads for load in result["loads"])
         # each source's share of the stage, for the results file
         sources = {
             result["source"]: {
@@ -64,6 +63,7 @@ def _run(stage: str, as_of: date, run_id: str) -> dict:
             }
             for result in loads
         }
+        rows = sum(source["rows"] for source in sources.values())
         return {"rows": rows, "loaded": loads, "sources": sources}
     if stage == "staging":
         return pipeline.build_staging(as_of)
