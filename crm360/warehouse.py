@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crm360.settings import duckdb_block_memory
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -27,6 +29,7 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     _release_in_process_dbt()
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("set TimeZone = 'UTC'")
+    con.execute("set block_allocator_memory = $1", [duckdb_block_memory()])
     return con
 
 
