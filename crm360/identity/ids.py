@@ -109,12 +109,8 @@ def assign_ids_frame(
     m = members.join(previous.rename({"customer_id": "old"}), on="record_id", how="left")
     firsts = m.group_by("root").agg(first=pl.col("idx").min())
     anchors = firsts.join(m.select(first="idx", anchor="record_id"), on="first")
-    counts = (
-        m.filter(pl.col("old").is_not_null())
-        .group_by("root", "old")
-        .agg(count=pl.len(), rules=pl.col("rule").fill_null("anchor").unique().sort())
-        .join(firsts, on="root")
-    )
+    with_old = m.filter(pl.col("old").is_not_null())
+    counts = with_old.group_by("root", "old").agg(count=pl.len()).join(firsts, on="root")
     # the cluster holding most of an old id's records keeps it (ties: the earliest cluster)
     keeper = (
         counts.sort(["count", "first"], descending=[True, False])
@@ -132,7 +128,13 @@ def assign_ids_frame(
     )
     survivors = kept.filter(pl.col("rank") == 0).select("root", customer_id="old")
     merges = kept.filter(pl.col("rank") > 0).join(survivors, on="root")
-    merges = merges.select(
+    # how the merged records link, for the few merges only (not for every cluster)
+    rules = (
+        with_old.join(merges.select("root", "old"), on=["root", "old"])
+        .group_by("root", "old")
+        .agg(rules=pl.col("rule").fill_null("anchor").unique().sort())
+    )
+    merges = merges.join(rules, on=["root", "old"]).select(
         "first", "rank",
         old_customer_id="old", new_customer_id="customer_id",
         change_type=pl.lit("merge"),
@@ -141,13 +143,21 @@ def assign_ids_frame(
     )  # fmt: skip
 
     fresh = anchors.join(survivors, on="root", how="anti").sort("first")
-    taken = set(registry["customer_id"].to_list()) | set(previous["customer_id"].to_list())
-    candidates = [new_customer_id(a, set()) for a in fresh["anchor"].to_list()]
-    issued = []
-    for anchor, candidate in zip(fresh["anchor"].to_list(), candidates, strict=True):
-        if candidate in taken:  # issued before: salted, as assign_ids does
+    earlier = pl.concat([registry["customer_id"], previous["customer_id"]]).unique()
+    candidates = pl.Series([new_customer_id(a, set()) for a in fresh["anchor"].to_list()],
+                           dtype=pl.String)  # fmt: skip
+    issued_before = set(candidates.filter(candidates.is_in(earlier.implode())).to_list())
+    issued: list[str] = []
+    issued_now: set[str] = set()
+    taken: set[str] | None = None  # every id issued before or now, built when a salt needs it
+    for anchor, candidate in zip(fresh["anchor"].to_list(), candidates.to_list(), strict=True):
+        if candidate in issued_before or candidate in issued_now:  # salted, as assign_ids does
+            if taken is None:
+                taken = set(earlier.to_list()) | issued_now
             candidate = new_customer_id(anchor, taken)
-        taken.add(candidate)
+        if taken is not None:
+            taken.add(candidate)
+        issued_now.add(candidate)
         issued.append(candidate)
     fresh = fresh.with_columns(customer_id=pl.Series(issued, dtype=pl.String))
     splits = counts.join(fresh.select("root", "anchor", "customer_id"), on="root").select(
@@ -164,11 +174,14 @@ def assign_ids_frame(
         .drop("first", "rank")
     )
     customer_of = pl.concat([survivors, fresh.select("root", "customer_id")])
-    assigned = set(customer_of["customer_id"].to_list())
-    merged = set(merges["old_customer_id"].to_list())
+    # earlier ids that no cluster holds now and that were not merged into one
+    held = pl.concat([customer_of["customer_id"], merges["old_customer_id"]])
+    retired = previous.select(pl.col("customer_id").unique()).filter(
+        ~pl.col("customer_id").is_in(held.implode())
+    )["customer_id"]
     return FrameAssignment(
         customer_of=customer_of,
         changes=changes,
         new_ids=fresh.select("customer_id", anchor_record_id="anchor"),
-        retired=set(previous["customer_id"].to_list()) - assigned - merged,
+        retired=set(retired.to_list()),
     )
