@@ -216,11 +216,11 @@ def predict_customer_value(
 
     # buyers share histories (one purchase on the same day, ...): each distinct
     # (frequency, recency, age) is predicted once, less than half the buyers at scale
-    histories, of_buyer = np.unique(
-        np.column_stack(_bg_nbd_inputs(summary)), axis=0, return_inverse=True
-    )
-    of_buyer = of_buyer.reshape(-1)
-    frequency, recency, age = histories.T
+    # (grouped by hashing: np.unique over rows sorts them, five times slower at a million)
+    inputs = np.column_stack(_bg_nbd_inputs(summary))
+    of_buyer = pd.DataFrame(inputs).groupby([0, 1, 2], sort=False, dropna=False).ngroup().to_numpy()
+    first_buyer = np.unique(of_buyer, return_index=True)[1]
+    frequency, recency, age = inputs[first_buyer].T
     months_per_unit = DAYS_PER_MONTH / time_unit_days
     cumulative = [np.zeros(len(summary))]
     for month in range(1, horizon_months + 1):
