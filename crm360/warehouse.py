@@ -26,10 +26,11 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
 
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
+    block_memory = duckdb_block_memory()  # a bad setting fails before the file is opened
     _release_in_process_dbt()
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("set TimeZone = 'UTC'")
-    con.execute("set block_allocator_memory = $1", [duckdb_block_memory()])
+    con.execute("set block_allocator_memory = $1", [block_memory])
     return con
 
 
