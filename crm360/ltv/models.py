@@ -217,10 +217,10 @@ def predict_customer_value(
     # buyers share histories (one purchase on the same day, ...): each distinct
     # (frequency, recency, age) is predicted once, less than half the buyers at scale
     # (grouped by hashing: np.unique over rows sorts them, five times slower at a million)
-    inputs = np.column_stack(_bg_nbd_inputs(summary))
-    of_buyer = pd.DataFrame(inputs).groupby([0, 1, 2], sort=False, dropna=False).ngroup().to_numpy()
+    history = summary.groupby(["frequency", "recency", "T"], sort=False, dropna=False)
+    of_buyer = history.ngroup().to_numpy()
     first_buyer = np.unique(of_buyer, return_index=True)[1]
-    frequency, recency, age = inputs[first_buyer].T
+    frequency, recency, age = (values[first_buyer] for values in _bg_nbd_inputs(summary))
     months_per_unit = DAYS_PER_MONTH / time_unit_days
     cumulative = [np.zeros(len(summary))]
     for month in range(1, horizon_months + 1):
