@@ -10,8 +10,13 @@
     and quintile edges are exact.
     Buyers whose last order is older than the window are not ranked: they are below every
     ranked buyer on all three axes and get 1, 1, 1. The segment is the seed's
-    (r_score, fm_score) cell, fm_score being the mean of f and m rounded half up. -#}
-{% macro rfm_segments(order_state, segment_map, partition_by=none) -%}
+    (r_score, fm_score) cell, fm_score being the mean of f and m rounded half up.
+
+    `ranks`, when given, maps each axis ('r', 'f', 'm') to the value_ranks of the buyers to rank
+    among instead of `order_state`'s own (columns `partition_by`, the value, rows_below and
+    row_count, covering every value of `order_state`): the incremental monthly history scores
+    the few customers it rewrites among all of the month's buyers so. -#}
+{% macro rfm_segments(order_state, segment_map, partition_by=none, ranks=none) -%}
     with
 
     buyers as (
@@ -36,7 +41,11 @@
     ] %}
     {% for axis, value, smaller_is_better in axes %}
     {{ axis }}_ranks as (
+        {%- if ranks %}
+        select * from {{ ranks[axis] }}
+        {%- else %}
         {{ value_ranks('ranked', value, partition_by, smaller_is_better=smaller_is_better) }}
+        {%- endif %}
     ),
     {% endfor %}
 
