@@ -41,7 +41,10 @@
         monthly_history_fingerprints.macro.macro_sql,
         customer_order_state.macro.macro_sql,
         rfm_segments.macro.macro_sql,
+        rfm_axes.macro.macro_sql,
+        rfm_quintile.macro.macro_sql,
         value_ranks.macro.macro_sql,
+        worse_values_window.macro.macro_sql,
         lifecycle_stage.macro.macro_sql,
     ] -%}
     {%- set settings = tojson({
@@ -76,9 +79,7 @@
     {%- if not execute or not is_incremental() -%}
         {{ return(false) }}
     {%- endif -%}
-    {%- set expected = monthly_history_inputs_relation() -%}
-    {%- set inputs = adapter.get_relation(
-        database=expected.database, schema=expected.schema, identifier=expected.identifier) -%}
+    {%- set inputs = load_relation(monthly_history_inputs_relation()) -%}
     {%- if inputs is none -%}
         {{ return(false) }}
     {%- endif -%}

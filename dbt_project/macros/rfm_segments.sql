@@ -34,11 +34,7 @@
         where has_order_in_window
     ),
 
-    {%- set axes = [
-        ('r', 'recency_days', true),
-        ('f', 'frequency', false),
-        ('m', 'monetary', false),
-    ] %}
+    {%- set axes = rfm_axes() %}
     {% for axis, value, smaller_is_better in axes %}
     {{ axis }}_ranks as (
         {%- if ranks %}
@@ -54,7 +50,7 @@
         select
             ranked.*,
             {%- for axis, value, smaller_is_better in axes %}
-            cast(5 * {{ axis }}_ranks.rows_below // {{ axis }}_ranks.row_count + 1 as integer)
+            {{ rfm_quintile(axis ~ '_ranks.rows_below', axis ~ '_ranks.row_count') }}
                 as {{ axis }}_score,
             {%- endfor %}
         from ranked
@@ -92,4 +88,21 @@
     left join {{ segment_map }} as segment_map
         on with_fm.r_score = segment_map.r_score
         and with_fm.fm_score = segment_map.fm_score
+{%- endmacro %}
+
+
+{#- The RFM axes: (score prefix, ranked value, whether smaller is better). -#}
+{% macro rfm_axes() -%}
+    {{ return([
+        ('r', 'recency_days', true),
+        ('f', 'frequency', false),
+        ('m', 'monetary', false),
+    ]) }}
+{%- endmacro %}
+
+
+{#- The RFM score of a value with `rows_below` buyers worse than it among `row_count`: its
+    quintile with ties sharing the lower one, floor(5 * below / n) + 1 in integer arithmetic. -#}
+{% macro rfm_quintile(rows_below, row_count) -%}
+    cast(5 * {{ rows_below }} // {{ row_count }} + 1 as integer)
 {%- endmacro %}

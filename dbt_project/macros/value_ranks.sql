@@ -10,9 +10,7 @@
         {% if partition_by %}{{ partition_by }},{% endif %}
         {{ value }},
         coalesce(sum(value_count) over (
-            {{ partition }}
-            order by {{ value }} {{ 'desc' if smaller_is_better else 'asc' }}
-            rows between unbounded preceding and 1 preceding
+            {{ worse_values_window(value, partition_by, smaller_is_better) }}
         ), 0) as rows_below,
         sum(value_count) over ({{ partition }}) as row_count,
     from (
@@ -23,4 +21,13 @@
         from {{ relation }}
         group by all
     )
+{%- endmacro %}
+
+
+{#- The window of the values worse than each one (within `partition_by`), over one row per
+    distinct value: a sum of counts over it is value_ranks' rows_below. -#}
+{% macro worse_values_window(value, partition_by=none, smaller_is_better=false) -%}
+    {% if partition_by %}partition by {{ partition_by }}{% endif %}
+    order by {{ value }} {{ 'desc' if smaller_is_better else 'asc' }}
+    rows between unbounded preceding and 1 preceding
 {%- endmacro %}

@@ -44,8 +44,7 @@ month_ends as (
 ),
 
 {%- if incremental %}
-{%- set axes = [('r', 'recency_days', true), ('f', 'frequency', false),
-                ('m', 'monetary', false)] %}
+{%- set axes = rfm_axes() %}
 
 -- the customers whose orders changed since the last build (new, changed or gone)
 changed as (
@@ -143,11 +142,7 @@ added_values as (
         sum(current_count) over month as current_n,
     from {{ axis }}_counts
     window
-        worse as (
-            partition by as_of_date
-            order by {{ value }} {{ 'desc' if smaller_is_better else 'asc' }}
-            rows between unbounded preceding and 1 preceding
-        ),
+        worse as ({{ worse_values_window(value, 'as_of_date', smaller_is_better) }}),
         month as (partition by as_of_date)
 ),
 
@@ -156,7 +151,8 @@ added_values as (
     select as_of_date, {{ value }},
     from {{ axis }}_both_ranks
     where previous_count > 0
-        and 5 * previous_below // previous_n != 5 * current_below // nullif(current_n, 0)
+        and {{ rfm_quintile('previous_below', 'previous_n') }}
+            != {{ rfm_quintile('current_below', 'nullif(current_n, 0)') }}
 ),
 
 -- what the rewritten rows are ranked on: every month's buyers now
