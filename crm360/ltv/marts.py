@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from crm360.ltv import churn, models
-from crm360.ltv.summary import summarise_transactions
+from crm360.ltv.summary import summary_sql
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,41 +63,35 @@ def parse_as_of(value: object) -> date:
     return date.fromisoformat(str(value)[:10])
 
 
-# the columns of int_orders__priced the LTV models read
-ORDER_COLUMNS = "customer_id, ordered_at, revenue, gross_margin, is_completed"
-
-
-def buyer_transactions(orders: pd.DataFrame, as_of: date) -> pd.DataFrame:
-    """Completed orders placed before as_of by a known customer (customer_id, ordered_at,
-    revenue, gross_margin)."""
-    import pandas as pd
-
-    keep = (
-        orders["is_completed"].fillna(False).astype(bool)
-        & (orders["ordered_at"] < pd.Timestamp(as_of))
-        & orders["customer_id"].notna()
+def buyer_transactions_sql(orders_sql: str, as_of: date) -> str:
+    """SQL of the completed orders placed before as_of by a known customer (customer_id,
+    ordered_at, revenue and gross_margin as doubles), from the SQL of int_orders__priced."""
+    return (
+        "select customer_id, ordered_at, cast(revenue as double) as revenue, "
+        f"cast(gross_margin as double) as gross_margin from ({orders_sql}) "
+        "where is_completed and customer_id is not null "
+        f"and ordered_at < timestamp '{as_of.isoformat()}'"
     )
-    columns = ["customer_id", "ordered_at", "revenue", "gross_margin"]
-    frame = orders.loc[keep, columns].copy()
-    frame["revenue"] = frame["revenue"].astype(float)
-    frame["gross_margin"] = frame["gross_margin"].astype(float)
-    return frame
 
 
-def buyer_summary(transactions: pd.DataFrame, settings: LtvSettings) -> pd.DataFrame:
-    return summarise_transactions(
-        transactions,
+def _summary_of_buyers_sql(transactions_sql: str, settings: LtvSettings) -> str:
+    """SQL of the buy-till-you-die summary of the buyers in `transactions_sql` (as
+    buyer_transactions_sql gives them): purchase days are the orders' UTC calendar days."""
+    return summary_sql(
+        "select customer_id, cast(ordered_at as date) as day, revenue as value "
+        f"from ({transactions_sql})",
         settings.calibration_end,
         settings.time_unit_days,
-        monetary_col="revenue",
     )
 
 
-def model_fits(orders: pd.DataFrame, settings: LtvSettings) -> pd.DataFrame:
-    """Fit BG/NBD and Gamma-Gamma on the buyers as of the run: one row per model."""
+def model_fits(session, orders, settings: LtvSettings) -> pd.DataFrame:
+    """Fit BG/NBD and Gamma-Gamma on the buyers as of the run: one row per model. `orders` is
+    the DuckDB relation of int_orders__priced, `session` its connection."""
     import pandas as pd
 
-    summary = buyer_summary(buyer_transactions(orders, settings.as_of), settings)
+    transactions = buyer_transactions_sql(orders.sql_query(), settings.as_of)
+    summary = session.sql(_summary_of_buyers_sql(transactions, settings)).df()
     _, bg_nbd = models.fit_bg_nbd(summary, settings.penalizer_coef)
     _, gamma_gamma = models.fit_gamma_gamma(summary, settings.penalizer_coef)
     rows = []
@@ -162,12 +156,8 @@ def _latest_before(
 
 
 def buyer_count_sql(orders_sql: str, as_of: date) -> str:
-    """SQL counting the buyers model_fits would fit on (as buyer_transactions selects them)."""
-    return (
-        f"select count(distinct customer_id) from ({orders_sql}) "
-        f"where is_completed and customer_id is not null "
-        f"and ordered_at < timestamp '{as_of.isoformat()}'"
-    )
+    """SQL counting the buyers model_fits would fit on."""
+    return f"select count(distinct customer_id) from ({buyer_transactions_sql(orders_sql, as_of)})"
 
 
 def reusable_fits(
@@ -229,61 +219,77 @@ def params_of(fits: pd.DataFrame, model_name: str, as_of: date) -> dict[str, flo
     return {name: float(rows.iloc[0][FIT_PARAM_COLUMNS[name]]) for name in names}
 
 
-def customer_ltv(
-    customers: pd.DataFrame, orders: pd.DataFrame, fits: pd.DataFrame, settings: LtvSettings
-) -> pd.DataFrame:
+# per customer of customer_360 (ordered by id): the order history and the summary the
+# predictions take, computed where the orders are; `{buyers}` is the SQL of the buyers'
+# transactions, `{summary}` the SQL of their summary
+_LTV_INPUTS_SQL = """
+with history as (
+    select customer_id,
+        count(*) as order_count,
+        sum(revenue) as historical_revenue,
+        sum(gross_margin) as historical_gross_margin,
+        min(ordered_at) as first_ordered_at,
+        max(ordered_at) as last_ordered_at,
+    from ({buyers})
+    group by customer_id
+)
+select customers.customer_id, history.* exclude (customer_id),
+    summary.frequency, summary.recency, summary.T, summary.monetary_value,
+from (select distinct customer_id from ({customers})) as customers
+left join history using (customer_id)
+left join ({summary}) as summary using (customer_id)
+order by customers.customer_id
+"""
+
+
+def customer_ltv(session, customers, orders, fits: pd.DataFrame, settings: LtvSettings):
     """One row per customer: history, BG/NBD + Gamma-Gamma predictions with the parameters
     fitted for as_of, revenue and gross-margin LTV. Customers without a completed order keep
-    zeros for their history and nulls for every model figure."""
+    zeros for their history and nulls for every model figure.
+
+    `customers` and `orders` are the DuckDB relations of customer_360 and int_orders__priced,
+    `session` their connection: the history and the summary are computed there, and only the
+    per-customer figures come into pandas."""
     import pandas as pd
 
-    transactions = buyer_transactions(orders, settings.as_of)
-    # grouped and joined on integer codes: hashing a million string ids once, not once per
-    # groupby and join, is most of this model's time outside the predictions
-    codes, buyer_ids = pd.factorize(transactions["customer_id"])
-    transactions["customer_id"] = codes
-    summary = buyer_summary(transactions, settings)
+    buyers_sql = buyer_transactions_sql(orders.sql_query(), settings.as_of)
+    frame = session.sql(
+        _LTV_INPUTS_SQL.format(
+            buyers=buyers_sql,
+            customers=customers.sql_query(),
+            summary=_summary_of_buyers_sql(buyers_sql, settings),
+        )
+    ).df()
     bg_nbd = models.bg_nbd_from_params(params_of(fits, "bg_nbd", settings.as_of))
     gamma_gamma = models.gamma_gamma_from_params(params_of(fits, "gamma_gamma", settings.as_of))
+    buyer = frame["order_count"].notna().to_numpy()
     predicted = models.predict_customer_value(
-        summary,
+        frame.loc[buyer, ["frequency", "recency", "T", "monetary_value"]],
         bg_nbd,
         gamma_gamma,
         time_unit_days=settings.time_unit_days,
         horizon_months=settings.horizon_months,
         annual_discount_rate=settings.annual_discount_rate,
     )
-    history = transactions.groupby("customer_id").agg(
-        order_count=("ordered_at", "size"),
-        historical_revenue=("revenue", "sum"),
-        historical_gross_margin=("gross_margin", "sum"),
-        first_ordered_at=("ordered_at", "min"),
-        last_ordered_at=("ordered_at", "max"),
+    frame = frame.join(predicted).rename(
+        columns={"T": "customer_age", "clv": "predicted_revenue_ltv"}
     )
-    total_revenue = history["historical_revenue"].sum()
-    overall_rate = history["historical_gross_margin"].sum() / total_revenue if total_revenue else 0
-    own_rate = (history["historical_gross_margin"] / history["historical_revenue"]).where(
-        history["historical_revenue"] > 0
+    revenue = frame["historical_revenue"].to_numpy(dtype=float)
+    margin = frame["historical_gross_margin"].to_numpy(dtype=float)
+    total_revenue = revenue[buyer].sum()
+    overall_rate = margin[buyer].sum() / total_revenue if total_revenue else 0
+    own_rate = pd.Series(
+        np.divide(margin, revenue, out=np.full(len(frame), np.nan), where=revenue > 0),
+        index=frame.index,
     )
-    history["gross_margin_rate"] = own_rate
-    history["margin_rate_basis"] = np.where(own_rate.notna(), "customer", "overall")
-    history["applied_margin_rate"] = own_rate.fillna(overall_rate)
-
-    frame = pd.DataFrame({"customer_id": customers["customer_id"].drop_duplicates()})
-    per_buyer = pd.concat(
-        [
-            history,
-            summary[["frequency", "recency", "T"]].rename(columns={"T": "customer_age"}),
-            predicted,
-        ],
-        axis=1,
+    frame["gross_margin_rate"] = own_rate
+    frame["margin_rate_basis"] = np.where(
+        own_rate.notna(), "customer", np.where(buyer, "overall", None)
     )
-    buyer = pd.Index(buyer_ids).get_indexer(frame["customer_id"])  # -1: no completed order
-    frame = pd.concat([frame, per_buyer.reindex(buyer).set_axis(frame.index)], axis=1)
+    frame["applied_margin_rate"] = own_rate.fillna(overall_rate).where(buyer)
     frame["order_count"] = frame["order_count"].fillna(0).astype("int64")
     frame["historical_revenue"] = frame["historical_revenue"].fillna(0.0)
     frame["historical_gross_margin"] = frame["historical_gross_margin"].fillna(0.0)
-    frame = frame.rename(columns={"clv": "predicted_revenue_ltv"})
     frame["predicted_gross_margin_ltv"] = (
         frame["predicted_revenue_ltv"] * frame["applied_margin_rate"]
     )
@@ -292,8 +298,7 @@ def customer_ltv(
     frame["time_unit_days"] = float(settings.time_unit_days)
     frame["horizon_months"] = int(settings.horizon_months)
     frame["as_of_date"] = settings.as_of
-    frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.date
-    return frame[LTV_COLUMNS].sort_values("customer_id").reset_index(drop=True)
+    return frame[LTV_COLUMNS]
 
 
 LTV_COLUMNS = [

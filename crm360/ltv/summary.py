@@ -13,6 +13,10 @@ Times are in units of `time_unit_days` days (7: weeks). Days are calendar days o
 timestamps. With an `observation_end`, a holdout period (calibration end, observation end] adds
 `frequency_holdout` (purchase days in it), `monetary_value_holdout` (their mean value, 0 without)
 and `duration_holdout`.
+
+The statistics are computed in DuckDB by one SQL definition (`summary_sql`): the LTV models
+summarise the warehouse's orders where they are, and `summarise_transactions` runs the same SQL
+on a pandas frame.
 """
 
 from __future__ import annotations
@@ -24,6 +28,74 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SUMMARY_COLUMNS = ["frequency", "recency", "T", "monetary_value"]
+HOLDOUT_COLUMNS = ["frequency_holdout", "monetary_value_holdout", "duration_holdout"]
+
+
+def summary_sql(
+    transactions: str,
+    calibration_end: date,
+    time_unit_days: float,
+    *,
+    monetary: bool = True,
+    observation_end: date | None = None,
+) -> str:
+    """SQL of the summary: one row per customer with a purchase day on or before
+    `calibration_end`, ordered by customer, with the columns `customer_id`, SUMMARY_COLUMNS
+    (`monetary_value` only when `monetary`) and, with an `observation_end`, HOLDOUT_COLUMNS.
+
+    `transactions` is the SQL of a relation with `customer_id`, `day` (the purchase's calendar
+    day, a DATE) and, when `monetary`, `value` (a number): one row per transaction."""
+    if time_unit_days <= 0:
+        raise ValueError(f"time_unit_days must be positive, got {time_unit_days}")
+    if observation_end is not None and observation_end <= calibration_end:
+        raise ValueError(
+            f"observation_end {observation_end:%Y-%m-%d} must be after the calibration end "
+            f"{calibration_end:%Y-%m-%d}"
+        )
+    unit = repr(float(time_unit_days))
+    calibration = f"date '{calibration_end.isoformat()}'"
+    value = "sum(cast(value as double))" if monetary else "0.0"
+    monetary_value = (
+        ", case when count(*) > 1"
+        " then (sum(value) - arg_min(value, day)) / (count(*) - 1) else 0.0 end as monetary_value"
+        if monetary
+        else ""
+    )
+    holdout = ""
+    if observation_end is not None:
+        observation = f"date '{observation_end.isoformat()}'"
+        holdout = f"""
+            , cast(coalesce(holdout.purchase_days, 0) as double) as frequency_holdout
+            , coalesce(holdout.mean_value, 0.0) as monetary_value_holdout
+            , ({observation} - {calibration}) / {unit} as duration_holdout
+        from calibration
+        left join (
+            select customer_id, count(*) as purchase_days, avg(value) as mean_value,
+            from purchase_days
+            where day > {calibration} and day <= {observation}
+            group by customer_id
+        ) as holdout using (customer_id)"""
+    else:
+        holdout = "\n        from calibration"
+    return f"""
+        with purchase_days as (
+            select customer_id, day, {value} as value,
+            from ({transactions})
+            group by customer_id, day
+        ),
+        calibration as (
+            select customer_id,
+                cast(count(*) - 1 as double) as frequency,
+                (max(day) - min(day)) / {unit} as recency,
+                ({calibration} - min(day)) / {unit} as T
+                {monetary_value}
+            from purchase_days
+            where day <= {calibration}
+            group by customer_id
+        )
+        select calibration.*{holdout}
+        order by customer_id
+    """
 
 
 def summarise_transactions(
@@ -40,42 +112,7 @@ def summarise_transactions(
 
     Transactions after `calibration_end` (a day, inclusive) are ignored, except those up to
     `observation_end` (inclusive), which fill the holdout columns."""
-    import pandas as pd
-
-    if time_unit_days <= 0:
-        raise ValueError(f"time_unit_days must be positive, got {time_unit_days}")
-    calibration_day = pd.Timestamp(calibration_end).normalize()
-    days = _purchase_days(transactions, customer_col, datetime_col, monetary_col)
-    calibration = days[days["day"] <= calibration_day]
-    unit = pd.Timedelta(days=time_unit_days)
-
-    per_customer = calibration.groupby(customer_col, sort=True)
-    first, last = per_customer["day"].min(), per_customer["day"].max()
-    summary = pd.DataFrame(
-        {
-            "frequency": (per_customer["day"].count() - 1).astype(float),
-            "recency": (last - first) / unit,
-            "T": (calibration_day - first) / unit,
-        }
-    )
-    if monetary_col is not None:
-        total = per_customer["value"].sum()
-        first_value = calibration.loc[per_customer["day"].idxmin(), [customer_col, "value"]]
-        first_value = first_value.set_index(customer_col)["value"]
-        repeat_value = total - first_value
-        summary["monetary_value"] = (repeat_value / summary["frequency"]).where(
-            summary["frequency"] > 0, 0.0
-        )
-    if observation_end is not None:
-        summary = _add_holdout(summary, days, calibration_day, observation_end, unit, customer_col)
-    summary.index.name = customer_col
-    return summary
-
-
-def _purchase_days(
-    transactions: pd.DataFrame, customer_col: str, datetime_col: str, monetary_col: str | None
-) -> pd.DataFrame:
-    """One row per customer and purchase day, with the day's total value."""
+    import duckdb
     import pandas as pd
 
     missing = {customer_col, datetime_col, monetary_col or customer_col} - set(transactions)
@@ -84,43 +121,26 @@ def _purchase_days(
     moments = pd.to_datetime(transactions[datetime_col])
     if moments.dt.tz is not None:  # time-zone aware: days are UTC days
         moments = moments.dt.tz_convert("UTC").dt.tz_localize(None)
-    values = transactions[monetary_col].astype(float) if monetary_col is not None else 0.0
     frame = pd.DataFrame(
         {
-            customer_col: transactions[customer_col].to_numpy(),
+            "customer_id": transactions[customer_col].to_numpy(),
             "day": moments.dt.normalize().to_numpy(),
-            "value": values.to_numpy() if monetary_col is not None else values,
         }
     )
-    if frame[customer_col].isna().any() or frame["day"].isna().any():
+    if monetary_col is not None:
+        frame["value"] = transactions[monetary_col].astype(float).to_numpy()
+    if frame["customer_id"].isna().any() or frame["day"].isna().any():
         raise ValueError("transaction log has rows without a customer or a time")
-    return frame.groupby([customer_col, "day"], as_index=False, sort=True)["value"].sum()
-
-
-def _add_holdout(
-    summary: pd.DataFrame,
-    days: pd.DataFrame,
-    calibration_day: pd.Timestamp,
-    observation_end: date | datetime | str,
-    unit: pd.Timedelta,
-    customer_col: str,
-) -> pd.DataFrame:
-    import pandas as pd
-
-    observation_day = pd.Timestamp(observation_end).normalize()
-    if observation_day <= calibration_day:
-        raise ValueError(
-            f"observation_end {observation_day:%Y-%m-%d} must be after the calibration end "
-            f"{calibration_day:%Y-%m-%d}"
-        )
-    holdout = days[(days["day"] > calibration_day) & (days["day"] <= observation_day)]
-    per_customer = holdout.groupby(customer_col)
-    summary = summary.copy()
-    summary["frequency_holdout"] = (
-        per_customer["day"].count().reindex(summary.index).fillna(0).astype(float)
+    sql = summary_sql(
+        "select customer_id, cast(day as date) as day"
+        + (", value" if monetary_col is not None else "")
+        + " from transactions",
+        pd.Timestamp(calibration_end).date(),
+        time_unit_days,
+        monetary=monetary_col is not None,
+        observation_end=None if observation_end is None else pd.Timestamp(observation_end).date(),
     )
-    summary["monetary_value_holdout"] = (
-        per_customer["value"].mean().reindex(summary.index).fillna(0.0)
-    )
-    summary["duration_holdout"] = (observation_day - calibration_day) / unit
-    return summary
+    with duckdb.connect() as con:
+        con.register("transactions", frame)
+        summary = con.sql(sql).df()
+    return summary.set_index("customer_id").rename_axis(customer_col)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -42,8 +43,17 @@ FITS = pd.DataFrame([
 ])  # fmt: skip
 
 
+def customer_ltv(customers, orders, fits, settings) -> pd.DataFrame:
+    """marts.customer_ltv on frames: the customers and orders as DuckDB relations, as the dbt
+    model passes its refs."""
+    with duckdb.connect() as con:
+        con.register("customers", customers)
+        con.register("orders", orders)
+        return marts.customer_ltv(con, con.table("customers"), con.table("orders"), fits, settings)
+
+
 def test_customer_ltv_history_and_predictions():
-    frame = marts.customer_ltv(CUSTOMERS, ORDERS, FITS, SETTINGS).set_index("customer_id")
+    frame = customer_ltv(CUSTOMERS, ORDERS, FITS, SETTINGS).set_index("customer_id")
     assert list(frame.index) == ["buyer", "free", "prospect"]
     buyer = frame.loc["buyer"]
     assert buyer["order_count"] == 2
@@ -73,7 +83,7 @@ def test_customer_ltv_history_and_predictions():
 def test_customer_ltv_needs_the_fit_of_its_date():
     settings = marts.LtvSettings(as_of=date(2026, 12, 1))
     with pytest.raises(LookupError, match="0 bg_nbd rows for 2026-12-01"):
-        marts.customer_ltv(CUSTOMERS, ORDERS, FITS, settings)
+        customer_ltv(CUSTOMERS, ORDERS, FITS, settings)
 
 
 def test_parse_as_of():
@@ -303,8 +313,8 @@ def test_customer_ltv_predicts_with_reused_fits_as_with_the_fits_they_copy():
     relabelled = previous.assign(as_of_date=later.as_of)
     assert_frame_equal = pd.testing.assert_frame_equal
     assert_frame_equal(
-        marts.customer_ltv(CUSTOMERS, ORDERS, reused, later),
-        marts.customer_ltv(CUSTOMERS, ORDERS, relabelled, later),
+        customer_ltv(CUSTOMERS, ORDERS, reused, later),
+        customer_ltv(CUSTOMERS, ORDERS, relabelled, later),
     )
 
 

@@ -2,7 +2,7 @@
 the parameters in ltv_model_fits for this as_of_date (no second fit), and the discounted revenue
 and gross-margin LTV over the horizon."""
 
-from crm360.ltv.marts import ORDER_COLUMNS, LtvSettings, as_arrow, customer_ltv, parse_as_of
+from crm360.ltv.marts import LtvSettings, as_arrow, customer_ltv, parse_as_of
 
 
 def model(dbt, session):
@@ -13,9 +13,14 @@ def model(dbt, session):
         annual_discount_rate=float(dbt.config.get("annual_discount_rate")),
         penalizer_coef=float(dbt.config.get("penalizer_coef")),
     )
-    # only the columns used: the marts are wide, and reading them whole into pandas costs more
-    # than the model at a million customers
-    customers = dbt.ref("customer_360").project("customer_id").df()
-    orders = dbt.ref("int_orders__priced").project(ORDER_COLUMNS).df()
-    fits = dbt.ref("ltv_model_fits").df()
-    return as_arrow(customer_ltv(customers, orders, fits, settings))
+    # the order history and the summary are computed in DuckDB; pandas holds only the rows of
+    # the customers (one each), never the orders
+    return as_arrow(
+        customer_ltv(
+            session,
+            customers=dbt.ref("customer_360"),
+            orders=dbt.ref("int_orders__priced"),
+            fits=dbt.ref("ltv_model_fits").df(),
+            settings=settings,
+        )
+    )

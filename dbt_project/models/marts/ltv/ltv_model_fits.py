@@ -6,7 +6,6 @@ parameters (fitted_as_of_date says which run fitted them). Incremental on model_
 as_of dates keep their rows, a rerun replaces its own."""
 
 from crm360.ltv.marts import (
-    ORDER_COLUMNS,
     LtvSettings,
     as_arrow,
     buyer_count_sql,
@@ -33,4 +32,4 @@ def model(dbt, session):
         reused = reusable_fits(previous, buyers, settings)
         if reused is not None:
             return as_arrow(reused)
-    return as_arrow(model_fits(orders.project(ORDER_COLUMNS).df(), settings))
+    return as_arrow(model_fits(session, orders, settings))
