@@ -73,24 +73,29 @@ class ChurnSources:
     monthly_price), completed orders (ordered_at), web events (anonymous_id, occurred_at),
     e-mail events (campaign_id, event_type, occurred_at), tickets (created_at, resolved_at,
     csat_score). The web events may be the whole log or only its session starts: both give the
-    same sessions."""
+    same sessions. `web_sessions` (customer_id, started_at), when given, are the session starts
+    of `web_events` already found (as web_session_starts finds them); else they are found here."""
 
     subscriptions: pd.DataFrame
     orders: pd.DataFrame
     web_events: pd.DataFrame
     email_events: pd.DataFrame
     tickets: pd.DataFrame
-    # session starts of web_events, computed once for every snapshot
-    web_sessions: pd.DataFrame = field(init=False, repr=False)
+    # session starts of web_events, found once for every snapshot
+    web_sessions: pd.DataFrame | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # time columns as naive datetimes, even when empty or all null
         for name, columns in _TIME_COLUMNS.items():
-            frame = getattr(self, name).copy()
+            frame = getattr(self, name)
+            if frame is None:
+                continue
+            frame = frame.copy()
             for column in columns:
                 frame[column] = _naive_times(frame[column])
             object.__setattr__(self, name, frame)
-        object.__setattr__(self, "web_sessions", web_session_starts(self.web_events))
+        if self.web_sessions is None:
+            object.__setattr__(self, "web_sessions", web_session_starts(self.web_events))
 
 
 _TIME_COLUMNS = {
@@ -99,6 +104,7 @@ _TIME_COLUMNS = {
     "web_events": ("occurred_at",),
     "email_events": ("occurred_at",),
     "tickets": ("created_at", "resolved_at"),
+    "web_sessions": ("started_at",),
 }
 
 

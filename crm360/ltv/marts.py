@@ -397,7 +397,11 @@ def read_churn_sources(session, **relations) -> churn.ChurnSources:
         name: session.sql((_CHURN_CTES + query).format(**sql, session_gap=gap)).df()
         for name, query in _CHURN_QUERIES.items()
     }
-    return churn.ChurnSources(**frames)
+    # the web rows read are the session starts already: they are not found again in pandas
+    sessions = frames["web_events"][["customer_id", "occurred_at"]]
+    return churn.ChurnSources(
+        **frames, web_sessions=sessions.rename(columns={"occurred_at": "started_at"})
+    )
 
 
 def churn_model_evaluation(
@@ -508,9 +512,22 @@ def _version(package: str) -> str:
     return version(package)
 
 
+# per customer of customer_360 (ordered by id): its LTV figures and the scored subscription
+# (`{riskiest}`, the name of the registered frame), joined where the customers are
+_CHURN_RISK_SQL = """
+select customers.customer_id, ltv.order_count, ltv.probability_alive,
+    riskiest.* exclude (customer_id),
+from (select distinct customer_id from ({customers})) as customers
+left join ({ltv}) as ltv using (customer_id)
+left join {riskiest} as riskiest using (customer_id)
+order by customers.customer_id
+"""
+
+
 def customer_churn_risk(
-    customers: pd.DataFrame,
-    ltv: pd.DataFrame,
+    session,
+    customers,
+    ltv,
     sources: churn.ChurnSources,
     model: churn.ChurnModel | None,
     settings: ChurnSettings,
@@ -518,26 +535,32 @@ def customer_churn_risk(
     """One row per customer: the subscription model for customers with an active subscription
     (their riskiest active one), 1 - probability alive (BG/NBD) for other buyers, nothing for
     customers who never bought. Without a subscription model (too little history to train
-    one), subscribers who bought are scored by BG/NBD like other buyers."""
-    import pandas as pd
+    one), subscribers who bought are scored by BG/NBD like other buyers.
 
+    `customers` and `ltv` are the DuckDB relations of customer_360 and customer_ltv, `session`
+    their connection: the subscriptions are scored in pandas and joined to every customer
+    there."""
     scored = churn.snapshot(sources, settings.as_of, None)
     if model is None:
         scored = scored.iloc[0:0]
     scored["churn_probability"] = model.predict(scored) if model is not None else []
-    riskiest = (
-        scored.sort_values(["churn_probability", "subscription_id"], ascending=[False, True])
-        .drop_duplicates("customer_id")
-        .set_index("customer_id")
-    )
-    frame = pd.DataFrame({"customer_id": customers["customer_id"].drop_duplicates()})
-    frame = frame.join(ltv.set_index("customer_id")[["order_count", "probability_alive"]],
-                       on="customer_id")  # fmt: skip
     feature_columns = ["subscription_id", "tenure_days", *churn.FEATURES]
     feature_columns.remove("log_tenure_days")
-    frame = frame.join(riskiest[[*feature_columns, "churn_probability"]], on="customer_id")
-    is_subscriber = frame["subscription_id"].notna()
-    is_buyer = frame["order_count"].fillna(0) > 0
+    riskiest = scored.sort_values(
+        ["churn_probability", "subscription_id"], ascending=[False, True]
+    ).drop_duplicates("customer_id")[["customer_id", *feature_columns, "churn_probability"]]
+    name = "churn_risk_riskiest_subscriptions"
+    session.register(name, riskiest)
+    try:
+        frame = session.sql(
+            _CHURN_RISK_SQL.format(
+                customers=customers.sql_query(), ltv=ltv.sql_query(), riskiest=name
+            )
+        ).df()
+    finally:
+        session.unregister(name)
+    is_subscriber = frame["subscription_id"].notna().to_numpy()
+    is_buyer = (frame["order_count"].fillna(0) > 0).to_numpy()
     frame["churn_model"] = np.where(
         is_subscriber, "subscription", np.where(is_buyer, "bg_nbd", None)
     )
@@ -553,8 +576,7 @@ def customer_churn_risk(
                                   "monthly_price": "subscription_monthly_price"})  # fmt: skip
     frame["subscription_id"] = frame["subscription_id"].astype("Int64")
     frame["as_of_date"] = settings.as_of
-    frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.date
-    return frame[CHURN_RISK_COLUMNS].sort_values("customer_id").reset_index(drop=True)
+    return frame[CHURN_RISK_COLUMNS]
 
 
 CHURN_RISK_COLUMNS = [

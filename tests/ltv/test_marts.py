@@ -52,6 +52,16 @@ def customer_ltv(customers, orders, fits, settings) -> pd.DataFrame:
         return marts.customer_ltv(con, con.table("customers"), con.table("orders"), fits, settings)
 
 
+def customer_churn_risk(customers, ltv, sources, model, settings) -> pd.DataFrame:
+    """marts.customer_churn_risk on frames, the customers and LTV rows as DuckDB relations."""
+    with duckdb.connect() as con:
+        con.register("customers", customers)
+        con.register("ltv", ltv)
+        return marts.customer_churn_risk(
+            con, con.table("customers"), con.table("ltv"), sources, model, settings
+        )
+
+
 def test_customer_ltv_history_and_predictions():
     frame = customer_ltv(CUSTOMERS, ORDERS, FITS, SETTINGS).set_index("customer_id")
     assert list(frame.index) == ["buyer", "free", "prospect"]
@@ -118,7 +128,7 @@ def test_churn_risk_picks_the_model_per_customer():
     customers = pd.DataFrame({"customer_id": ["subscriber", "lapsed", "prospect"]})
     ltv = pd.DataFrame({"customer_id": ["subscriber", "lapsed", "prospect"],
                         "order_count": [3, 2, 0], "probability_alive": [0.9, 0.25, None]})  # fmt: skip
-    frame = marts.customer_churn_risk(
+    frame = customer_churn_risk(
         customers, ltv, sources, model, marts.ChurnSettings(as_of=AS_OF)
     ).set_index("customer_id")
     subscriber = frame.loc["subscriber"]
@@ -158,7 +168,7 @@ def test_without_churn_history_no_model_is_kept_and_subscribers_fall_back_to_bg_
     assert row["calibration_bins"] == "[]"
     ltv = pd.DataFrame({"customer_id": ["subscriber"], "order_count": [2],
                         "probability_alive": [0.8]})  # fmt: skip
-    risk = marts.customer_churn_risk(ltv[["customer_id"]], ltv, sources, None, settings)
+    risk = customer_churn_risk(ltv[["customer_id"]], ltv, sources, None, settings)
     assert risk.loc[0, "churn_model"] == "bg_nbd"
     assert risk.loc[0, "churn_probability"] == pytest.approx(0.2)
 
@@ -245,6 +255,13 @@ def test_churn_logs_read_in_duckdb_give_the_features_of_the_whole_logs():
         compared += len(got)
     assert compared > 20
     assert read.web_sessions["started_at"].notna().all()
+    # the sessions read with the rows are the ones pandas finds in the whole log, subscribers'
+    key = ["customer_id", "started_at"]
+    found = whole.web_sessions[whole.web_sessions["customer_id"].isin(subscribers)]
+    pd.testing.assert_frame_equal(
+        read.web_sessions.sort_values(key).reset_index(drop=True),
+        found.sort_values(key).reset_index(drop=True),
+    )
 
 
 def _stored(frame: pd.DataFrame) -> pd.DataFrame:

@@ -31,8 +31,9 @@ def model(dbt, session):
         tickets=dbt.ref("stg_support__tickets"),
     )
     risk = customer_churn_risk(
-        customers=dbt.ref("customer_360").project("customer_id").df(),
-        ltv=dbt.ref("customer_ltv").project("customer_id, order_count, probability_alive").df(),
+        session,
+        customers=dbt.ref("customer_360"),
+        ltv=dbt.ref("customer_ltv"),
         sources=sources,
         model=ChurnModel.from_json(evaluation["model_coefficients"])
         if evaluation["is_model_trained"]
