@@ -302,7 +302,16 @@ def resolve(
     con.execute("create or replace temp table id_blocked (id_type varchar, id_value varchar, "
                 "reason varchar)")  # fmt: skip
     if blocked:
-        con.executemany("insert into id_blocked values (?, ?, ?)", blocked)
+        # one insert of a frame: executemany runs one statement per value (19k values took
+        # 2.7 s at a million people)
+        con.register(
+            "id_blocked_frame",
+            pl.DataFrame(blocked, schema=["id_type", "id_value", "reason"], orient="row"),
+        )
+        try:
+            con.execute("insert into id_blocked select * from id_blocked_frame")
+        finally:
+            con.unregister("id_blocked_frame")
     con.execute(
         "create or replace temp table id_usable as "
         "select * from id_identifiers anti join id_blocked using (id_type, id_value)"
