@@ -124,10 +124,15 @@ def assign_ids_frame(
         .filter(pl.col("root") == pl.col("keeper"))
         .join(seen, on="old", how="left")
         .sort(["first", "seen_date", "seen_at", "old"], nulls_last=False)
-        .with_columns(rank=pl.int_range(pl.len()).over("root"))
     )
-    survivors = kept.filter(pl.col("rank") == 0).select("root", customer_id="old")
-    merges = kept.filter(pl.col("rank") > 0).join(survivors, on="root")
+    # the first of each cluster's kept ids survives; the others (few) merge into it, in order
+    survivor = kept["root"].is_first_distinct()
+    survivors = kept.filter(survivor).select("root", customer_id="old")
+    merges = (
+        kept.filter(~survivor)
+        .with_columns(rank=pl.int_range(1, pl.len() + 1).over("root"))
+        .join(survivors, on="root")
+    )
     # how the merged records link, for the few merges only (not for every cluster)
     rules = (
         with_old.join(merges.select("root", "old"), on=["root", "old"])
