@@ -157,29 +157,39 @@ def _deterministic_links(
     order = " ".join(f"when '{t}' then {i}" for i, t in enumerate(config.identifier_priority))
     rows = con.sql(
         f"""
-        with usable as (
-            select * from id_usable
-        ),
-        hubs as (
+        with hubs as (
             select id_type, id_value, min(idx) as hub,
-            from usable
+            from id_usable
             group by all
             having count(*) > 1
-        )
-        select hubs.hub as a, usable.idx as b,
-            case when usable.source = 'web' then 'web_login' else usable.id_type end as rule,
-            cast(null as double) as probability,
-            not list_contains($types, usable.id_type)
-                or hub_record.name_kana is null or member.name_kana is null
+        ),
+        pairs as (
+            select hubs.hub as a, usable.idx as b, usable.id_type, usable.source,
+                list_contains($types, usable.id_type) as confirm,
+            from id_usable as usable
+            inner join hubs using (id_type, id_value)
+            where usable.idx <> hubs.hub
+        ),
+        -- names are compared once per pair of records whose link needs them, not joined to
+        -- every link (a fifth of the links at a million people)
+        named_pairs as (
+            select to_confirm.a, to_confirm.b,
+                hub_record.name_kana is null or member.name_kana is null
                 or jaro_winkler_similarity(hub_record.name_kana, member.name_kana) >= $similar
                 or jaro_winkler_similarity(hub_record.name, member.name) >= $similar
                 as names_agree,
-        from usable
-        inner join hubs using (id_type, id_value)
-        inner join id_records as hub_record on hub_record.idx = hubs.hub
-        inner join id_records as member on member.idx = usable.idx
-        where usable.idx <> hubs.hub
-        order by case usable.id_type {order} end, hubs.hub, usable.idx
+            from (select distinct a, b from pairs where confirm) as to_confirm
+            inner join id_records as hub_record on hub_record.idx = to_confirm.a
+            inner join id_records as member on member.idx = to_confirm.b
+        )
+        select pairs.a, pairs.b,
+            case when pairs.source = 'web' then 'web_login' else pairs.id_type end as rule,
+            cast(null as double) as probability,
+            coalesce(named_pairs.names_agree, true) as names_agree,
+        from pairs
+        left join named_pairs
+            on pairs.confirm and named_pairs.a = pairs.a and named_pairs.b = pairs.b
+        order by case pairs.id_type {order} end, pairs.a, pairs.b
         """,
         params={"types": list(config.confirm_with_name), "similar": config.name_similarity},
     ).pl()
