@@ -61,10 +61,11 @@ def summary_sql(
         if monetary
         else ""
     )
-    holdout = ""
+    # the columns after the calibration's and the FROM clause
+    rest = "\n        from calibration"
     if observation_end is not None:
         observation = f"date '{observation_end.isoformat()}'"
-        holdout = f"""
+        rest = f"""
             , cast(coalesce(holdout.purchase_days, 0) as double) as frequency_holdout
             , coalesce(holdout.mean_value, 0.0) as monetary_value_holdout
             , ({observation} - {calibration}) / {unit} as duration_holdout
@@ -75,8 +76,6 @@ def summary_sql(
             where day > {calibration} and day <= {observation}
             group by customer_id
         ) as holdout using (customer_id)"""
-    else:
-        holdout = "\n        from calibration"
     return f"""
         with purchase_days as (
             select customer_id, day, {value} as value,
@@ -93,7 +92,7 @@ def summary_sql(
             where day <= {calibration}
             group by customer_id
         )
-        select calibration.*{holdout}
+        select calibration.*{rest}
         order by customer_id
     """
 
