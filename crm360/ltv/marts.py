@@ -242,7 +242,9 @@ order by customers.customer_id
 """
 
 
-def customer_ltv(session, customers, orders, fits: pd.DataFrame, settings: LtvSettings):
+def customer_ltv(
+    session, customers, orders, fits: pd.DataFrame, settings: LtvSettings
+) -> pd.DataFrame:
     """One row per customer: history, BG/NBD + Gamma-Gamma predictions with the parameters
     fitted for as_of, revenue and gross-margin LTV. Customers without a completed order keep
     zeros for their history and nulls for every model figure.
