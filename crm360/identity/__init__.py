@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import contextmanager
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -80,6 +81,16 @@ _UNLINKABLE_REASON = {
 }
 
 
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, name: str, frame):
+    """`frame` (polars or Arrow) queryable as `name` on `con` inside the block."""
+    con.register(name, frame)
+    try:
+        yield
+    finally:
+        con.unregister(name)
+
+
 def _blocked(con: duckdb.DuckDBPyConnection, config: IdentityConfig) -> list[tuple]:
     """(id_type, id_value, reason) of every identifier value that must link no one.
 
@@ -108,15 +119,12 @@ def _blocked(con: duckdb.DuckDBPyConnection, config: IdentityConfig) -> list[tup
             },
             schema={"id_type": pl.String, "id_value": pl.String, "reason": pl.String},
         )
-        con.register("identifier_checks_frame", checked)
-        try:
+        with _registered(con, "identifier_checks_frame", checked):
             con.execute(
                 "insert into identity.identifier_checks "
                 "select id_type, id_value, reason, ? from identifier_checks_frame",
                 [rules],
             )
-        finally:
-            con.unregister("identifier_checks_frame")
     rows = con.execute(
         """
         select id_type, id_value, reason
@@ -264,8 +272,7 @@ def _probabilistic_links(con, config: IdentityConfig, as_of: date):
     result.model_key = config.probabilistic.model_key()
     result.trained_as_of = as_of if previous is None else previous.trained_as_of
     pairs = pl.from_arrow(result.pairs).with_row_index("position")
-    con.register("pairs_index_frame", pairs)
-    try:
+    with _registered(con, "pairs_index_frame", pairs):
         links = con.sql(
             """
             select l.idx as a, r.idx as b, 'probabilistic' as rule,
@@ -276,8 +283,6 @@ def _probabilistic_links(con, config: IdentityConfig, as_of: date):
             order by pairs.position
             """
         ).pl()
-    finally:
-        con.unregister("pairs_index_frame")
     return links, result
 
 
@@ -314,14 +319,9 @@ def resolve(
     if blocked:
         # one insert of a frame: executemany runs one statement per value (19k values took
         # 2.7 s at a million people)
-        con.register(
-            "id_blocked_frame",
-            pl.DataFrame(blocked, schema=["id_type", "id_value", "reason"], orient="row"),
-        )
-        try:
+        frame = pl.DataFrame(blocked, schema=["id_type", "id_value", "reason"], orient="row")
+        with _registered(con, "id_blocked_frame", frame):
             con.execute("insert into id_blocked select * from id_blocked_frame")
-        finally:
-            con.unregister("id_blocked_frame")
     con.execute(
         "create or replace temp table id_usable as "
         "select * from id_identifiers anti join id_blocked using (id_type, id_value)"
@@ -549,13 +549,10 @@ def _write(con, as_of, run_id, graph, rejected, assignment, match, started) -> d
 
 def _write_model(con, as_of, run_id, match) -> None:
     """The records just compared (what the next run compares against), and a trained model."""
-    con.register("match_inputs_frame", match.inputs)
-    try:
+    with _registered(con, "match_inputs_frame", match.inputs):
         con.execute(
             "create or replace table identity.match_inputs as select * from match_inputs_frame"
         )
-    finally:
-        con.unregister("match_inputs_frame")
     if match.trained:
         con.execute(
             "insert into identity.match_models values (?, ?, ?, ?, ?, now())",

@@ -18,7 +18,6 @@ _NO_SPACE = r"regexp_replace({0}, '[\s\x{{3000}}]', '', 'g')"
 
 RECORDS_SQL = f"""
 create or replace temp table id_records_unnumbered as
-with records as (
     select 'crm' as source, contact_id as source_key,
         nullif({_NO_SPACE.format("coalesce(last_name, '') || coalesce(first_name, '')")}, '')
             as name,
@@ -44,8 +43,6 @@ with records as (
     from staging.stg_web__events
     where anonymous_id is not null
     group by anonymous_id
-)
-select * from records
 """
 
 # A record's index (idx) is its position in source rank, then source key, order. Numbered within

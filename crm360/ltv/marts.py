@@ -221,16 +221,17 @@ def params_of(fits: pd.DataFrame, model_name: str, as_of: date) -> dict[str, flo
 
 # per customer of customer_360 (ordered by id): the order history and the summary the
 # predictions take, computed where the orders are; `{buyers}` is the SQL of the buyers'
-# transactions, `{summary}` the SQL of their summary
+# transactions, `{summary}` the SQL of the summary of `buyers`
 _LTV_INPUTS_SQL = """
-with history as (
+with buyers as ({buyers}),
+history as (
     select customer_id,
         count(*) as order_count,
         sum(revenue) as historical_revenue,
         sum(gross_margin) as historical_gross_margin,
         min(ordered_at) as first_ordered_at,
         max(ordered_at) as last_ordered_at,
-    from ({buyers})
+    from buyers
     group by customer_id
 )
 select customers.customer_id, history.* exclude (customer_id),
@@ -254,12 +255,11 @@ def customer_ltv(
     per-customer figures come into pandas."""
     import pandas as pd
 
-    buyers_sql = buyer_transactions_sql(orders.sql_query(), settings.as_of)
     frame = session.sql(
         _LTV_INPUTS_SQL.format(
-            buyers=buyers_sql,
+            buyers=buyer_transactions_sql(orders.sql_query(), settings.as_of),
             customers=customers.sql_query(),
-            summary=_summary_of_buyers_sql(buyers_sql, settings),
+            summary=_summary_of_buyers_sql("from buyers", settings),
         )
     ).df()
     bg_nbd = models.bg_nbd_from_params(params_of(fits, "bg_nbd", settings.as_of))
