@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +34,16 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     con.execute("set TimeZone = 'UTC'")
     con.execute("set block_allocator_memory = $1", [block_memory])
     return con
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, frame) -> Iterator[None]:
+    """`frame` (pandas, polars or Arrow) queryable as `name` on `con` inside the block."""
+    con.register(name, frame)
+    try:
+        yield
+    finally:
+        con.unregister(name)
 
 
 def _release_in_process_dbt() -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from contextlib import contextmanager
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -34,6 +33,7 @@ from crm360.identity.config import IdentityConfig, load_config
 from crm360.identity.graph import LinkArrays, cluster_links
 from crm360.identity.ids import assign_ids_frame
 from crm360.identity.records import load_records
+from crm360.warehouse import registered
 
 if TYPE_CHECKING:
     import duckdb
@@ -81,16 +81,6 @@ _UNLINKABLE_REASON = {
 }
 
 
-@contextmanager
-def _registered(con: duckdb.DuckDBPyConnection, name: str, frame):
-    """`frame` (polars or Arrow) queryable as `name` on `con` inside the block."""
-    con.register(name, frame)
-    try:
-        yield
-    finally:
-        con.unregister(name)
-
-
 def _blocked(con: duckdb.DuckDBPyConnection, config: IdentityConfig) -> list[tuple]:
     """(id_type, id_value, reason) of every identifier value that must link no one.
 
@@ -119,7 +109,7 @@ def _blocked(con: duckdb.DuckDBPyConnection, config: IdentityConfig) -> list[tup
             },
             schema={"id_type": pl.String, "id_value": pl.String, "reason": pl.String},
         )
-        with _registered(con, "identifier_checks_frame", checked):
+        with registered(con, "identifier_checks_frame", checked):
             con.execute(
                 "insert into identity.identifier_checks "
                 "select id_type, id_value, reason, ? from identifier_checks_frame",
@@ -272,7 +262,7 @@ def _probabilistic_links(con, config: IdentityConfig, as_of: date):
     result.model_key = config.probabilistic.model_key()
     result.trained_as_of = as_of if previous is None else previous.trained_as_of
     pairs = pl.from_arrow(result.pairs).with_row_index("position")
-    with _registered(con, "pairs_index_frame", pairs):
+    with registered(con, "pairs_index_frame", pairs):
         links = con.sql(
             """
             select l.idx as a, r.idx as b, 'probabilistic' as rule,
@@ -320,7 +310,7 @@ def resolve(
         # one insert of a frame: executemany runs one statement per value (19k values took
         # 2.7 s at a million people)
         frame = pl.DataFrame(blocked, schema=["id_type", "id_value", "reason"], orient="row")
-        with _registered(con, "id_blocked_frame", frame):
+        with registered(con, "id_blocked_frame", frame):
             con.execute("insert into id_blocked select * from id_blocked_frame")
     con.execute(
         "create or replace temp table id_usable as "
@@ -549,7 +539,7 @@ def _write(con, as_of, run_id, graph, rejected, assignment, match, started) -> d
 
 def _write_model(con, as_of, run_id, match) -> None:
     """The records just compared (what the next run compares against), and a trained model."""
-    with _registered(con, "match_inputs_frame", match.inputs):
+    with registered(con, "match_inputs_frame", match.inputs):
         con.execute(
             "create or replace table identity.match_inputs as select * from match_inputs_frame"
         )

@@ -15,6 +15,7 @@ import numpy as np
 
 from crm360.ltv import churn, models
 from crm360.ltv.summary import summary_sql
+from crm360.warehouse import registered
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -552,15 +553,12 @@ def customer_churn_risk(
         ["churn_probability", "subscription_id"], ascending=[False, True]
     ).drop_duplicates("customer_id")[["customer_id", *feature_columns, "churn_probability"]]
     name = "churn_risk_riskiest_subscriptions"
-    session.register(name, riskiest)
-    try:
+    with registered(session, name, riskiest):
         frame = session.sql(
             _CHURN_RISK_SQL.format(
                 customers=customers.sql_query(), ltv=ltv.sql_query(), riskiest=name
             )
         ).df()
-    finally:
-        session.unregister(name)
     is_subscriber = frame["subscription_id"].notna().to_numpy()
     is_buyer = (frame["order_count"].fillna(0) > 0).to_numpy()
     frame["churn_model"] = np.where(
