@@ -193,9 +193,10 @@ def _add_counts(frame: pd.DataFrame, sources: ChurnSources, at) -> pd.DataFrame:
         out[series.name] = series.reindex(out.index).fillna(0).astype(float).to_numpy()
     days_since = (at - last_order).dt.days.reindex(out.index)
     out["days_since_last_order"] = days_since.fillna(NO_ORDER_DAYS).clip(upper=NO_ORDER_DAYS)
+    # a float column even when no ticket was resolved (an empty log has no numeric dtype)
     out["avg_csat_score"] = (
-        resolved.groupby("customer_id")["csat_score"].mean().reindex(out.index).to_numpy()
-    )
+        resolved.groupby("customer_id")["csat_score"].mean().reindex(out.index)
+    ).to_numpy(dtype=float)
     return out.reset_index(drop=True)
 
 

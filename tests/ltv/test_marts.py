@@ -171,6 +171,12 @@ def test_without_churn_history_no_model_is_kept_and_subscribers_fall_back_to_bg_
     risk = customer_churn_risk(ltv[["customer_id"]], ltv, sources, None, settings)
     assert risk.loc[0, "churn_model"] == "bg_nbd"
     assert risk.loc[0, "churn_probability"] == pytest.approx(0.2)
+    # no ticket at all: the CSAT columns are still numbers (a table typed NULL breaks readers)
+    with duckdb.connect() as con:
+        types = {row[0]: row[1] for row in con.execute("describe select * from risk").fetchall()}
+    assert types["avg_csat_score"] == "DOUBLE"
+    assert types["low_csat_ticket_count"] == "DOUBLE"
+    assert np.isnan(risk.loc[0, "avg_csat_score"])
 
 
 def test_churn_logs_read_in_duckdb_give_the_features_of_the_whole_logs():
