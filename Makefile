@@ -1,6 +1,6 @@
 # The two commands of the README, and a few for developers. Every target installs what it
 # needs first (scripts/bootstrap: a project-local .venv from the lock, skipped when current).
-.PHONY: demo test lint format bootstrap clean bench bench-ingest bench-dbt-tasks
+.PHONY: demo test lint format bootstrap clean bench bench-compare bench-ingest bench-dbt-tasks
 
 VENV := .venv/bin
 # people per benchmark size: make bench SIZES=10000,100000 for fewer
@@ -19,6 +19,10 @@ test: bootstrap
 # The benchmark (docs/benchmark.md)
 bench: bootstrap
 	$(VENV)/python -m bench.run --sizes $(SIZES)
+
+# the two latest results side by side, or two given ones: make bench-compare RESULTS="A.json B.json"
+bench-compare: bootstrap
+	$(VENV)/python -m bench.compare $(RESULTS)
 
 # dbt as one task per layer against one task per dbt node (docs/airflow.md)
 bench-dbt-tasks: bootstrap
