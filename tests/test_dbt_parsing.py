@@ -17,7 +17,7 @@ def _parse(settings, as_of: str, dbt_vars: dict | None = None) -> tuple[str, dic
     log = settings.dbt_target_dir / "logs" / "dbt.log"
     before = log.stat().st_size if log.exists() else 0
     run_dbt(settings, ["parse"], {"dormant_days": 180, **(dbt_vars or {})},
-            {"CRM360_AS_OF_DATE": as_of})  # fmt: skip
+            {"CRM360_AS_OF_DATE": as_of, "DBT_LOG_LEVEL_FILE": "debug"})  # fmt: skip
     with log.open(encoding="utf-8", errors="replace") as handle:
         handle.seek(before)
         text = handle.read()
@@ -54,3 +54,15 @@ def test_the_models_compile_with_the_date_from_the_environment(settings):
     (compiled,) = settings.dbt_target_dir.glob("compiled/**/customer_360.sql")
     assert "cast('2026-11-02' as date)" in compiled.read_text("utf-8")
     assert "current_date" not in compiled.read_text("utf-8")
+
+
+def test_the_pipelines_dbt_runs_write_a_log_file_only_when_asked(settings, monkeypatch):
+    log = settings.dbt_target_dir / "logs" / "dbt.log"
+    monkeypatch.delenv("DBT_LOG_LEVEL_FILE", raising=False)
+    run_dbt(settings, ["parse"], {"dormant_days": 180})
+    assert (settings.dbt_target_dir / "manifest.json").exists()
+    assert not log.exists() or log.stat().st_size == 0
+    # dbt's own variable turns the file back on, at the level it names
+    monkeypatch.setenv("DBT_LOG_LEVEL_FILE", "debug")
+    run_dbt(settings, ["parse"], {"dormant_days": 180})
+    assert "Partial parsing" in log.read_text(encoding="utf-8", errors="replace")
