@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench.run import BENCH, STAGES
 
+DAYS = ("full", "incremental")
 RATIOS = {
     "pipeline_over_floor": "pipeline / floor",
     "incremental_over_full": "incremental / full",
@@ -39,6 +40,15 @@ def _change(old: float, new: float) -> str:
     if not old:
         return ""
     return f"{(new - old) / old:+.0%}"
+
+
+def _figures(result: dict, day: str, stage: str | None) -> dict:
+    """One day's figures of a size: a stage's, or the day's total when stage is None."""
+    return result[day] if stage is None else result[day]["stages"][stage]
+
+
+def _seconds(old: float, new: float) -> str:
+    return f"{old:>8.1f} ->{new:>6.1f}{_change(old, new):>6}"
 
 
 def machine_differences(old: dict, new: dict) -> list[str]:
@@ -64,24 +74,11 @@ def compare_size(old: dict, new: dict) -> list[str]:
         )
     lines.append(f"{'stage':<10}{'full s':>23}{'incr s':>23}{'full peak MiB':>20}")
     for stage in [*STAGES, None]:
-        cells = []
-        for day in ("full", "incremental"):
-            run_old, run_new = old[day], new[day]
-            if stage is not None:
-                run_old, run_new = run_old["stages"][stage], run_new["stages"][stage]
-            cells.append((run_old["seconds"], run_new["seconds"]))
-        peak = (
-            (old["full"]["stages"][stage], new["full"]["stages"][stage])
-            if stage is not None
-            else (old["full"], new["full"])
-        )
-        (full_old, full_new), (incr_old, incr_new) = cells
-        lines.append(
-            f"{stage or 'total':<10}"
-            f"{full_old:>8.1f} ->{full_new:>6.1f}{_change(full_old, full_new):>6}"
-            f"{incr_old:>8.1f} ->{incr_new:>6.1f}{_change(incr_old, incr_new):>6}"
-            f"{peak[0]['peak_rss_mib']:>10,.0f} ->{peak[1]['peak_rss_mib']:>7,.0f}"
-        )
+        before = {day: _figures(old, day, stage) for day in DAYS}
+        after = {day: _figures(new, day, stage) for day in DAYS}
+        seconds = "".join(_seconds(before[day]["seconds"], after[day]["seconds"]) for day in DAYS)
+        peaks = f"{before['full']['peak_rss_mib']:>10,.0f} ->{after['full']['peak_rss_mib']:>7,.0f}"
+        lines.append(f"{stage or 'total':<10}{seconds}{peaks}")
     floor_old, floor_new = old["floor"]["seconds"], new["floor"]["seconds"]
     lines.append(
         f"floor {floor_old:.1f} s -> {floor_new:.1f} s ({_change(floor_old, floor_new)}): "
