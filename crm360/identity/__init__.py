@@ -14,7 +14,8 @@ the `identity` schema:
 - `identity.match_pairs`: the probabilistic matches at or above the threshold
 - `identity.customers`: every customer id ever issued (active, merged into another, retired)
 - `identity.id_changes`: the log of merges and splits (old id -> new id, when, why)
-- `identity.resolution_runs`: one row per run with the counts and timings
+- `identity.resolution_runs`: one row per run with the counts and timings, and whether
+  probabilistic matching ran (or why not, and what its training left out)
 - `identity.match_models`: every trained probabilistic model, with when and on how many records
 - `identity.match_inputs`: the records the last probabilistic matching compared, as compared
 """
@@ -65,6 +66,9 @@ create table if not exists identity.resolution_runs (
     seconds double, matching_seconds double, model json
 );
 alter table identity.resolution_runs add column if not exists model_trained_as_of date;
+alter table identity.resolution_runs add column if not exists probabilistic_matching varchar;
+alter table identity.resolution_runs add column if not exists probabilistic_skipped_reason varchar;
+alter table identity.resolution_runs add column if not exists probabilistic_notes varchar[];
 create table if not exists identity.match_models (
     trained_as_of date, run_id varchar, records bigint, model_key varchar, model json,
     trained_at timestamp
@@ -233,11 +237,27 @@ def _previous_match(con, config: IdentityConfig, as_of: date, records: int):
     )
 
 
+def _probabilistic_status(reason: str | None = None, notes=()) -> dict:
+    """How probabilistic matching went, for the run's summary and its resolution_runs row:
+    ran or skipped, why it was skipped, and what its training left out or assumed."""
+    if reason is not None:
+        log.warning("probabilistic matching skipped: %s", reason)
+    return {
+        "probabilistic_matching": "skipped" if reason else "ran",
+        "probabilistic_skipped_reason": reason,
+        "probabilistic_notes": list(notes),
+    }
+
+
 def _probabilistic_links(con, config: IdentityConfig, as_of: date):
+    """The probabilistic links (a, b, rule, probability) and the match result, both None when
+    matching is skipped, and the status (`_probabilistic_status`)."""
     import polars as pl
 
     from crm360.identity.matching import match_records
 
+    if not config.probabilistic.enabled:
+        return None, None, _probabilistic_status("probabilistic.enabled is false")
     records = con.sql(
         """
         select record_id, name, name_kana, cast(birth_date as varchar) as birth_date,
@@ -251,16 +271,16 @@ def _probabilistic_links(con, config: IdentityConfig, as_of: date):
         """
     ).to_arrow_table()
     if records.num_rows < config.probabilistic.min_records:
-        log.warning(
-            "probabilistic matching skipped: %d CRM/shop records, fewer than min_records %d",
-            records.num_rows, config.probabilistic.min_records,
-        )  # fmt: skip
-        return None, None
+        reason = (f"{records.num_rows} CRM/shop records, fewer than min_records "
+                  f"{config.probabilistic.min_records}")  # fmt: skip
+        return None, None, _probabilistic_status(reason)
     previous = _previous_match(con, config, as_of, records.num_rows)
     result = match_records(records, config.probabilistic, previous)
+    if result.skipped:
+        return None, None, _probabilistic_status(result.skipped, result.notes)
     result.inputs = records
     result.model_key = config.probabilistic.model_key()
-    result.trained_as_of = as_of if previous is None else previous.trained_as_of
+    result.trained_as_of = as_of if result.trained else previous.trained_as_of
     pairs = pl.from_arrow(result.pairs).with_row_index("position")
     with registered(con, "pairs_index_frame", pairs):
         links = con.sql(
@@ -273,7 +293,7 @@ def _probabilistic_links(con, config: IdentityConfig, as_of: date):
             order by pairs.position
             """
         ).pl()
-    return links, result
+    return links, result, _probabilistic_status(notes=result.notes)
 
 
 class _Phases:
@@ -294,8 +314,10 @@ def resolve(
 ) -> dict:
     """Resolve identities as of `as_of`; write the identity schema in one transaction.
 
-    Returns the run's summary (the row written to identity.resolution_runs) with, beside it,
-    `phase_seconds`: the seconds spent reading the records, linking deterministically and
+    Returns the run's summary (the row written to identity.resolution_runs, where
+    `probabilistic_matching`, `probabilistic_skipped_reason` and `probabilistic_notes` say
+    whether probabilistic matching ran, why not, and what its training left out) with, beside
+    it, `phase_seconds`: the seconds spent reading the records, linking deterministically and
     probabilistically, clustering, assigning ids and writing."""
     import polars as pl
 
@@ -320,13 +342,10 @@ def resolve(
 
     links, refused = _deterministic_links(con, config)
     phases.end("deterministic")
-    match = None
-    if config.probabilistic.enabled:
-        prob_links, match = _probabilistic_links(con, config, as_of)
-        if prob_links is not None:
-            links = pl.concat([links, prob_links.cast(links.schema)])
+    prob_links, match, status = _probabilistic_links(con, config, as_of)
+    if prob_links is not None:
+        links = pl.concat([links, prob_links.cast(links.schema)])
     phases.end("probabilistic")
-    probabilistic_ran = match is not None
     arrays = LinkArrays(
         a=links["a"].to_numpy(), b=links["b"].to_numpy(),
         rule=links["rule"].to_numpy(), probability=links["probability"].to_numpy(),
@@ -392,10 +411,9 @@ def resolve(
     )  # fmt: skip
 
     phases.end("ids")
-    summary = _write(con, as_of, run_id, graph, rejected, assignment, match, started)
+    summary = _write(con, as_of, run_id, graph, rejected, assignment, match, status, started)
     phases.end("write")
     summary["phase_seconds"] = phases.seconds
-    summary["probabilistic_matching"] = "ran" if probabilistic_ran else "skipped"
     if match is not None:
         summary["probabilistic_model"] = (
             "trained" if match.trained else f"reused (trained as of {match.trained_as_of})"
@@ -404,7 +422,7 @@ def resolve(
     return summary
 
 
-def _write(con, as_of, run_id, graph, rejected, assignment, match, started) -> dict:
+def _write(con, as_of, run_id, graph, rejected, assignment, match, status, started) -> dict:
     import polars as pl
 
     pairs = match.pairs if match else None
@@ -514,6 +532,7 @@ def _write(con, as_of, run_id, graph, rejected, assignment, match, started) -> d
             "new_customers": assignment.new_ids.height,
             "seconds": round(time.monotonic() - started, 3),
             "matching_seconds": match.seconds if match else 0.0,
+            **status,
         }  # fmt: skip
         columns = ["run_id", "as_of_date", *summary, "model", "model_trained_as_of"]
         con.execute(

@@ -5,15 +5,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
-import yaml
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from crm360.configfile import ConfigError, Strict, load_model, validate
 
 IDENTIFIER_TYPES = ("crm_id", "shop_id", "email", "phone")
 MATCH_COLUMNS = ("name", "name_kana", "birth_date", "postal_code", "prefecture", "phone", "email")
 COMPARISON_KINDS = ("exact", "jaro_winkler", "levenshtein")
 
 
-class IdentityConfigError(ValueError):
+class IdentityConfigError(ConfigError):
     """config/identity.yml is missing something or holds a value that cannot work."""
 
 
@@ -39,8 +42,10 @@ class Probabilistic:
     comparisons: tuple[Comparison, ...] = ()
     prior_rules: tuple[tuple[str, ...], ...] = ()
     prior_recall: float = 0.8
+    fallback_matches_per_record: float = 0.1
     u_sample_pairs: int = 1_000_000
     em_blocking_rules: tuple[tuple[str, ...], ...] = ()
+    em_min_pairs: int = 100
     seed: int = 42
     min_records: int = 1000
     retrain_after_days: int = 7
@@ -55,8 +60,10 @@ class Probabilistic:
             self.comparisons,
             self.prior_rules,
             self.prior_recall,
+            self.fallback_matches_per_record,
             self.u_sample_pairs,
             self.em_blocking_rules,
+            self.em_min_pairs,
             self.seed,
         )
         return _fingerprint(fields)
@@ -93,113 +100,135 @@ class IdentityConfig:
         return None
 
 
-def _rules(raw, where: str) -> tuple[tuple[str, ...], ...]:
-    rules = []
-    for rule in raw or []:
-        columns = tuple([rule] if isinstance(rule, str) else rule)
-        unknown = [c for c in columns if c not in MATCH_COLUMNS]
-        if not columns or unknown:
-            raise IdentityConfigError(f"{where}: unknown column(s) {unknown or rule!r}")
-        rules.append(columns)
-    return tuple(rules)
+def _known(kind: str, known: tuple[str, ...]):
+    def check(value: str) -> str:
+        if value not in known:
+            raise ValueError(f"unknown {kind} {value!r}; known: {', '.join(known)}")
+        return value
+
+    return AfterValidator(check)
 
 
-def _probabilistic(raw: dict) -> Probabilistic:
-    comparisons = []
-    for item in raw.get("comparisons", []):
-        column, kind = item.get("column"), item.get("kind", "exact")
-        if column not in MATCH_COLUMNS:
-            raise IdentityConfigError(f"probabilistic.comparisons: unknown column {column!r}")
-        if kind not in COMPARISON_KINDS:
-            raise IdentityConfigError(
-                f"probabilistic.comparisons: {column}: kind {kind!r} is not one of "
-                f"{', '.join(COMPARISON_KINDS)}"
-            )
-        thresholds = tuple(item.get("thresholds", ()))
-        if kind != "exact" and not thresholds:
-            raise IdentityConfigError(f"probabilistic.comparisons: {column}: needs thresholds")
-        comparisons.append(Comparison(column, kind, thresholds))
-    threshold = float(raw.get("threshold", 0.99))
-    if not 0 < threshold < 1:
-        raise IdentityConfigError(f"probabilistic.threshold must be in (0, 1), got {threshold}")
-    enabled = bool(raw.get("enabled", True))
-    retrain_days = int(raw.get("retrain_after_days", 7))
-    growth = float(raw.get("retrain_after_growth", 0.1))
-    if retrain_days < 0 or growth < 0:
-        raise IdentityConfigError(
-            "probabilistic: retrain_after_days and retrain_after_growth must not be negative"
-        )
-    blocking = _rules(raw.get("blocking_rules"), "probabilistic.blocking_rules")
-    if enabled and (not comparisons or not blocking):
-        raise IdentityConfigError("probabilistic: needs comparisons and blocking_rules")
+IdentifierType = Annotated[str, _known("identifier type", IDENTIFIER_TYPES)]
+MatchColumn = Annotated[str, _known("column", MATCH_COLUMNS)]
+# a rule: one column, or columns that must all be equal
+Rule = MatchColumn | Annotated[list[MatchColumn], Field(min_length=1)]
+
+
+class _ComparisonSpec(Strict):
+    column: MatchColumn
+    kind: Annotated[str, _known("comparison kind", COMPARISON_KINDS)] = "exact"
+    thresholds: list[float] = []
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> _ComparisonSpec:
+        if self.kind != "exact" and not self.thresholds:
+            raise ValueError(f"{self.column}: a {self.kind} comparison needs thresholds")
+        return self
+
+
+class _ProbabilisticSpec(Strict):
+    enabled: bool = True
+    threshold: float = Field(default=0.99, gt=0, lt=1)
+    blocking_rules: list[Rule] = []
+    comparisons: list[_ComparisonSpec] = []
+    prior_rules: list[Rule] = []
+    prior_recall: float = Field(default=0.8, gt=0, le=1)
+    fallback_matches_per_record: float = Field(default=0.1, gt=0)
+    u_sample_pairs: int = Field(default=1_000_000, gt=0)
+    em_blocking_rules: list[Rule] = []
+    em_min_pairs: int = Field(default=100, ge=1)
+    seed: int = 42
+    min_records: int = Field(default=1000, ge=0)
+    retrain_after_days: int = Field(default=7, ge=0)
+    retrain_after_growth: float = Field(default=0.1, ge=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> _ProbabilisticSpec:
+        if self.enabled and (not self.comparisons or not self.blocking_rules):
+            raise ValueError("probabilistic matching needs comparisons and blocking_rules")
+        return self
+
+
+class _BlockedSpec(Strict):
+    values: list[str | int | float | bool] = []
+    patterns: list[str] = []
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"bad pattern {pattern!r}: {err}") from None
+        return patterns
+
+
+class _IdentitySpec(Strict):
+    identifier_priority: list[IdentifierType] = list(IDENTIFIER_TYPES)
+    max_per_cluster: dict[IdentifierType, Annotated[int, Field(ge=1)]] = {}
+    blocked_values: dict[IdentifierType, _BlockedSpec | None] = {}
+    max_contacts_per_value: dict[IdentifierType, Annotated[int, Field(ge=1)]] = {}
+    confirm_with_name: list[IdentifierType] = []
+    name_similarity: float = Field(default=0.9, ge=0, le=1)
+    probabilistic: _ProbabilisticSpec | None = None
+
+    @field_validator("identifier_priority")
+    @classmethod
+    def _every_type(cls, priority: list[str]) -> list[str]:
+        missing = [t for t in IDENTIFIER_TYPES if t not in priority]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}: rank every identifier type")
+        return priority
+
+
+def _rules(rules: list) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple([rule] if isinstance(rule, str) else rule) for rule in rules)
+
+
+def _probabilistic(spec: _ProbabilisticSpec | None) -> Probabilistic:
+    if spec is None:
+        return Probabilistic(enabled=False)
     return Probabilistic(
-        enabled=enabled,
-        threshold=threshold,
-        blocking_rules=blocking,
-        comparisons=tuple(comparisons),
-        prior_rules=_rules(raw.get("prior_rules"), "probabilistic.prior_rules"),
-        prior_recall=float(raw.get("prior_recall", 0.8)),
-        u_sample_pairs=int(raw.get("u_sample_pairs", 1_000_000)),
-        em_blocking_rules=_rules(raw.get("em_blocking_rules"), "probabilistic.em_blocking_rules"),
-        seed=int(raw.get("seed", 42)),
-        min_records=int(raw.get("min_records", 1000)),
-        retrain_after_days=retrain_days,
-        retrain_after_growth=growth,
+        enabled=spec.enabled,
+        threshold=spec.threshold,
+        blocking_rules=_rules(spec.blocking_rules),
+        comparisons=tuple(
+            Comparison(c.column, c.kind, tuple(c.thresholds)) for c in spec.comparisons
+        ),
+        prior_rules=_rules(spec.prior_rules),
+        prior_recall=spec.prior_recall,
+        fallback_matches_per_record=spec.fallback_matches_per_record,
+        u_sample_pairs=spec.u_sample_pairs,
+        em_blocking_rules=_rules(spec.em_blocking_rules),
+        em_min_pairs=spec.em_min_pairs,
+        seed=spec.seed,
+        min_records=spec.min_records,
+        retrain_after_days=spec.retrain_after_days,
+        retrain_after_growth=spec.retrain_after_growth,
     )
 
 
-def _check_types(names, where: str) -> None:
-    unknown = [n for n in names if n not in IDENTIFIER_TYPES]
-    if unknown:
-        raise IdentityConfigError(
-            f"{where}: unknown identifier type(s) {unknown}; known: {', '.join(IDENTIFIER_TYPES)}"
-        )
+def _config(spec: _IdentitySpec) -> IdentityConfig:
+    blocked = {t: b or _BlockedSpec() for t, b in spec.blocked_values.items()}
+    return IdentityConfig(
+        identifier_priority=tuple(spec.identifier_priority),
+        max_per_cluster=dict(spec.max_per_cluster),
+        blocked_values={t: frozenset(str(v).lower() for v in b.values) for t, b in blocked.items()},
+        blocked_patterns={t: tuple(re.compile(p) for p in b.patterns) for t, b in blocked.items()},
+        max_contacts_per_value=dict(spec.max_contacts_per_value),
+        confirm_with_name=tuple(spec.confirm_with_name),
+        name_similarity=spec.name_similarity,
+        probabilistic=_probabilistic(spec.probabilistic),
+    )
 
 
 def parse_config(raw: dict) -> IdentityConfig:
-    priority = tuple(raw.get("identifier_priority") or IDENTIFIER_TYPES)
-    _check_types(priority, "identifier_priority")
-    missing = [t for t in IDENTIFIER_TYPES if t not in priority]
-    if missing:
-        raise IdentityConfigError(f"identifier_priority: missing {missing}")
-    limits = {k: int(v) for k, v in (raw.get("max_per_cluster") or {}).items()}
-    _check_types(limits, "max_per_cluster")
-    if any(v < 1 for v in limits.values()):
-        raise IdentityConfigError("max_per_cluster: every limit must be at least 1")
-    blocked = raw.get("blocked_values") or {}
-    _check_types(blocked, "blocked_values")
-    shared = {k: int(v) for k, v in (raw.get("max_contacts_per_value") or {}).items()}
-    _check_types(shared, "max_contacts_per_value")
-    confirm = raw.get("confirm_with_name") or []
-    _check_types(confirm, "confirm_with_name")
-    try:
-        patterns = {
-            t: tuple(re.compile(p) for p in (spec or {}).get("patterns", []))
-            for t, spec in blocked.items()
-        }
-    except re.error as err:
-        raise IdentityConfigError(f"blocked_values: bad pattern: {err}") from err
-    return IdentityConfig(
-        identifier_priority=priority,
-        max_per_cluster=limits,
-        blocked_values={
-            t: frozenset(str(v).lower() for v in (spec or {}).get("values", []))
-            for t, spec in blocked.items()
-        },
-        blocked_patterns=patterns,
-        max_contacts_per_value=shared,
-        confirm_with_name=tuple(confirm),
-        name_similarity=float(raw.get("name_similarity", 0.9)),
-        probabilistic=_probabilistic(raw.get("probabilistic") or {"enabled": False}),
-    )
+    """Settings given as a mapping (as config/identity.yml reads)."""
+    return _config(validate(raw, None, _IdentitySpec, "identity config", IdentityConfigError))
 
 
 def load_config(path: Path) -> IdentityConfig:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as err:
-        raise IdentityConfigError(f"{path}: not found") from err
-    try:
-        return parse_config(raw)
-    except IdentityConfigError as err:
-        raise IdentityConfigError(f"{path}: {err}") from err
+    """config/identity.yml, validated: IdentityConfigError names each problem and its line."""
+    return _config(load_model(path, _IdentitySpec, "identity config", error=IdentityConfigError))

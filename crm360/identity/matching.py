@@ -3,7 +3,9 @@
 Splink runs in its own in-memory DuckDB database (its working tables never touch the
 warehouse); the records it compares are copied in through Arrow. The model is trained
 (seeded): the match prior from the deterministic rules, u probabilities from random pairs, m
-probabilities by expectation maximisation on the configured blocks. Between trainings
+probabilities by expectation maximisation on the configured blocks, each checked first against
+the records (crm360.identity.training): what the records cannot train is left out, and when
+nothing can be trained no pair is scored and the result says why. Between trainings
 (`retrain_after_days`, `retrain_after_growth`) a run reuses the last model and scores only the
 pairs that hold a new or changed record. Comparisons, blocks and the threshold come from
 config/identity.yml.
@@ -21,6 +23,13 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from crm360.identity.config import Probabilistic
+from crm360.identity.training import (
+    TrainingPlan,
+    compared_columns,
+    filled_columns,
+    plan_training,
+    usable_comparisons,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,6 +47,8 @@ class MatchResult:
     trained_as_of: date | None = None  # set by the caller
     inputs: pa.Table | None = None  # the records compared, as given (set by the caller)
     model_key: str = ""  # the settings the model depends on (set by the caller)
+    notes: tuple[str, ...] = ()  # what the training left out or assumed, and why
+    skipped: str | None = None  # why no model could be trained (and no pair scored)
 
 
 def _comparison(spec):
@@ -92,18 +103,61 @@ class PreviousMatch:
     pairs: pa.Table
 
 
-def _train(linker, config: Probabilistic) -> None:
-    if config.prior_rules:
-        linker.training.estimate_probability_two_random_records_match(
-            _blocks(config.prior_rules), recall=config.prior_recall
-        )
+def _settings(plan: TrainingPlan, config: Probabilistic):
+    from splink import SettingsCreator
+
+    return SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="record_id",
+        comparisons=[_comparison(c) for c in plan.comparisons],
+        blocking_rules_to_generate_predictions=_blocks(config.blocking_rules),
+        probability_two_random_records_match=plan.prior,
+        retain_matching_columns=False,
+        retain_intermediate_calculation_columns=False,
+    )
+
+
+def _train(linker, plan: TrainingPlan, config: Probabilistic) -> None:
+    """u from random pairs, then m by EM on each block the records can train (the prior is
+    in the settings already)."""
     linker.training.estimate_u_using_random_sampling(
         max_pairs=config.u_sample_pairs, seed=config.seed
     )
-    for rule in _blocks(config.em_blocking_rules):
+    for rule in _blocks(plan.em_rules):
         linker.training.estimate_parameters_using_expectation_maximisation(
             rule, estimate_without_term_frequencies=True
         )
+
+
+def _reusable(previous: PreviousMatch | None, config: Probabilistic, filled: dict):
+    """The previous match, unless its model compares other columns than the records can be
+    compared on now (a column that was empty holds values, or the reverse)."""
+    if previous is None:
+        return None
+    comparisons, _ = usable_comparisons(config, filled)
+    now, before = {c.column for c in comparisons}, compared_columns(previous.model)
+    if now == before:
+        return previous
+    log.info("splink: the last model compares %s, the records now %s: retraining",
+             sorted(before), sorted(now))  # fmt: skip
+    return None
+
+
+def _skipped(plan: TrainingPlan, started: float) -> MatchResult:
+    import pyarrow as pa
+
+    log.warning("splink: nothing trained, no pair scored: %s", plan.skipped)
+    pairs = pa.table(
+        {
+            "record_id_l": pa.array([], pa.string()),
+            "record_id_r": pa.array([], pa.string()),
+            "match_probability": pa.array([], pa.float64()),
+            "match_weight": pa.array([], pa.float64()),
+        }
+    )
+    seconds = round(time.monotonic() - started, 3)
+    return MatchResult(pairs, 0, seconds, {}, trained=False, notes=plan.notes,
+                       skipped=plan.skipped)  # fmt: skip
 
 
 def _rescore(mem, db_api, linker, previous: PreviousMatch, config: Probabilistic):
@@ -164,48 +218,54 @@ def match_records(
     """Score the pairs of `records` (a `record_id` column plus the match columns) that share a
     block; return the pairs at or above the threshold. With `previous`, its model is used as
     it is and only the pairs holding a new or changed record are scored (see `_rescore`);
-    else the model is trained on `records`."""
+    else (or when the records can now be compared on other columns than the model compares)
+    the model is trained on `records`, on what they can train. When they can train nothing,
+    no pair is scored and `MatchResult.skipped` says why."""
     import duckdb
-    from splink import DuckDBAPI, Linker, SettingsCreator
+    from splink import DuckDBAPI, Linker
 
     started = time.monotonic()
     spill = tempfile.mkdtemp(prefix="crm360-splink-")
     mem = duckdb.connect(config={"temp_directory": spill, **_memory_config()})
-    mem.register("records_arrow", records)
-    mem.execute("create table match_input as select * from records_arrow")
-    mem.unregister("records_arrow")
-    db_api = DuckDBAPI(mem)
-    settings = SettingsCreator(
-        link_type="dedupe_only",
-        unique_id_column_name="record_id",
-        comparisons=[_comparison(c) for c in config.comparisons],
-        blocking_rules_to_generate_predictions=_blocks(config.blocking_rules),
-        retain_matching_columns=False,
-        retain_intermediate_calculation_columns=False,
-    )
-    if previous is not None:
-        linker = Linker(db_api.register("match_input"), previous.model,
-                        log_level=logging.WARNING)  # fmt: skip
-        table, compared = _rescore(mem, db_api, linker, previous, config)
-    else:
-        linker = Linker(db_api.register("match_input"), settings, log_level=logging.WARNING)
-        _train(linker, config)
-        # only pairs at or above the threshold are kept: at a million people the blocks yield
-        # tens of millions of scored pairs, which need not be stored
-        table = linker.inference.predict(threshold_match_probability=config.threshold)
-        table, compared = table.physical_name, _compared_pairs(db_api, config)
-    pairs = mem.sql(
-        f"""
-        select least(record_id_l, record_id_r) as record_id_l,
-            greatest(record_id_l, record_id_r) as record_id_r,
-            match_probability, match_weight,
-        from {table}
-        order by match_weight desc, 1, 2
-        """
-    ).to_arrow_table()
-    parameters = linker.misc.save_model_to_json()
-    mem.close()
-    shutil.rmtree(spill, ignore_errors=True)
+    try:
+        mem.register("records_arrow", records)
+        mem.execute("create table match_input as select * from records_arrow")
+        mem.unregister("records_arrow")
+        db_api = DuckDBAPI(mem)
+        filled = filled_columns(mem, config)
+        previous = _reusable(previous, config, filled)
+        if previous is not None:
+            linker = Linker(db_api.register("match_input"), previous.model,
+                            log_level=logging.WARNING)  # fmt: skip
+            table, compared = _rescore(mem, db_api, linker, previous, config)
+            notes = ()
+        else:
+            plan = plan_training(mem, db_api, config, filled)
+            for note in plan.notes:
+                log.warning("splink training: %s", note)
+            if plan.skipped:
+                return _skipped(plan, started)
+            linker = Linker(db_api.register("match_input"), _settings(plan, config),
+                            log_level=logging.WARNING)  # fmt: skip
+            _train(linker, plan, config)
+            # only pairs at or above the threshold are kept: at a million people the blocks
+            # yield tens of millions of scored pairs, which need not be stored
+            table = linker.inference.predict(threshold_match_probability=config.threshold)
+            table, compared = table.physical_name, _compared_pairs(db_api, config)
+            notes = plan.notes
+        pairs = mem.sql(
+            f"""
+            select least(record_id_l, record_id_r) as record_id_l,
+                greatest(record_id_l, record_id_r) as record_id_r,
+                match_probability, match_weight,
+            from {table}
+            order by match_weight desc, 1, 2
+            """
+        ).to_arrow_table()
+        parameters = linker.misc.save_model_to_json()
+    finally:
+        mem.close()
+        shutil.rmtree(spill, ignore_errors=True)
     seconds = round(time.monotonic() - started, 3)
     log.info(
         "splink: %d pairs compared, %d above %.3f in %.1f s",
@@ -214,4 +274,5 @@ def match_records(
         config.threshold,
         seconds,
     )
-    return MatchResult(pairs, compared, seconds, parameters, trained=previous is None)
+    return MatchResult(pairs, compared, seconds, parameters, trained=previous is None,
+                       notes=notes)  # fmt: skip

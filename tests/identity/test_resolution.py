@@ -306,11 +306,16 @@ def test_late_record_merges_two_customers_and_a_changed_email_splits_one(con, co
 def test_bad_configuration_is_refused_with_the_reason(tmp_path):
     with pytest.raises(IdentityConfigError, match="unknown identifier type"):
         parse_config({"max_per_cluster": {"fax": 1}})
-    with pytest.raises(IdentityConfigError, match="threshold must be in"):
+    with pytest.raises(IdentityConfigError, match="probabilistic.threshold: Input should be less"):
         parse_config({"probabilistic": {"threshold": 1.5, "comparisons": [], "blocking_rules": []}})
     path = tmp_path / "identity.yml"
     path.write_text("probabilistic:\n  comparisons: [{column: shoe_size, kind: exact}]\n")
-    with pytest.raises(IdentityConfigError, match=f"{path}: .*unknown column 'shoe_size'"):
+    with pytest.raises(
+        IdentityConfigError, match=f"(?s){path}: .*line 2: .*unknown column 'shoe_size'"
+    ):
+        load_config(path)
+    path.write_text("max_per_cluster:\n  crm_id: 1\nmax_per_clustr: {email: 2}\n")
+    with pytest.raises(IdentityConfigError, match="line 3: max_per_clustr: unknown key; did you"):
         load_config(path)
     assert (
         load_config(Path(PROJECT_ROOT / "config" / "identity.yml")).max_per_cluster["crm_id"] == 1
