@@ -12,18 +12,18 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
+from pydantic import Field, field_validator, model_validator
 
+from crm360.configfile import ConfigError, Strict, load_model, raise_problems, read_yaml
 from crm360.settings import PROJECT_ROOT
 
 AUDIENCE_DIR = Path(__file__).parent / "audiences"
 BASE_MODEL_YAML = (
     PROJECT_ROOT / "dbt_project" / "models" / "marts" / "activation" / "_activation__models.yml"
 )
-FORMATS = ("csv", "parquet", "google_customer_match", "meta_custom_audience")
-ENCODINGS = ("utf-8", "cp932")
-CHANNELS = ("email", "ads")
 # functions a predicate may call: pure, row-level, no I/O
 ALLOWED_FUNCTIONS = {
     "abs",
@@ -43,10 +43,9 @@ ALLOWED_FUNCTIONS = {
     "day",
     "ifnull",
 }
-REQUIRED_KEYS = ("name", "description", "owner", "channel", "where", "destinations")
 
 
-class AudienceDefinitionError(ValueError):
+class AudienceDefinitionError(ConfigError):
     """An audience definition is malformed; the message names the file, line and problem."""
 
 
@@ -83,19 +82,6 @@ def known_columns(model_yaml: Path = BASE_MODEL_YAML) -> frozenset[str]:
     spec = yaml.safe_load(model_yaml.read_text(encoding="utf-8"))
     model = next(m for m in spec["models"] if m["name"] == "audience_base")
     return frozenset(column["name"] for column in model["columns"])
-
-
-def _key_lines(text: str) -> dict[str, int]:
-    """1-based line of each top-level key (of the text, for a block scalar) in a YAML document."""
-    node = yaml.compose(text)
-    if not isinstance(node, yaml.MappingNode):
-        return {}
-    lines = {}
-    for key, value in node.value:
-        lines[str(key.value)] = key.start_mark.line + 1
-        if isinstance(value, yaml.ScalarNode) and value.style in ("|", ">"):
-            lines[str(key.value)] += 1  # a block scalar's text starts on the next line
-    return lines
 
 
 def _parse_one(where: str):
@@ -175,116 +161,87 @@ def validate_predicate(where: str, columns: frozenset[str]) -> tuple[frozenset[s
     return frozenset(used), None
 
 
-class _Problem(Exception):
-    """A problem of one key of a definition (the caller adds file and line)."""
-
-    def __init__(self, key: str, problem: str):
-        super().__init__(problem)
-        self.key = key
+_SAFE_NAME = r"^[a-z0-9][a-z0-9_-]*$"  # a file and folder name: no path, no dot, no space
 
 
-def _destinations(raw) -> tuple[Destination, ...]:
-    if not isinstance(raw, list) or not raw:
-        raise _Problem("destinations", "destinations must be a non-empty list")
-    destinations = []
-    for item in raw:
-        if not isinstance(item, dict) or "name" not in item or "format" not in item:
-            raise _Problem("destinations", "each destination needs a name and a format")
-        if item["format"] not in FORMATS:
-            known = ", ".join(FORMATS)
-            raise _Problem("destinations", f"unknown format {item['format']!r} (known: {known})")
-        encoding = item.get("encoding", "utf-8")
-        if encoding not in ENCODINGS or (encoding != "utf-8" and item["format"] != "csv"):
-            raise _Problem(
-                "destinations",
-                f"encoding {encoding!r}: csv takes {' or '.join(ENCODINGS)}; other formats utf-8",
-            )
-        destinations.append(Destination(str(item["name"]), item["format"], encoding))
-    names = [d.name for d in destinations]
-    if len(set(names)) != len(names):
-        raise _Problem("destinations", "destination names must be unique")
-    return tuple(destinations)
+class _DestinationSpec(Strict):
+    name: str = Field(pattern=_SAFE_NAME)
+    format: Literal["csv", "parquet", "google_customer_match", "meta_custom_audience"]
+    encoding: Literal["utf-8", "cp932"] = "utf-8"
+
+    @model_validator(mode="after")
+    def _csv_encodings(self) -> _DestinationSpec:
+        if self.encoding != "utf-8" and self.format != "csv":
+            raise ValueError(f"encoding {self.encoding!r}: only csv files take another encoding")
+        return self
 
 
-def _settings(spec: dict, columns: frozenset[str]) -> dict:
-    """The checked keys of a definition besides `where` and `destinations`."""
-    if spec["channel"] not in CHANNELS:
-        raise _Problem(
-            "channel", f"channel must be one of {', '.join(CHANNELS)}, got {spec['channel']!r}"
-        )
-    wanted = list(spec.get("columns") or ["customer_id", "email"])
-    unknown = sorted(set(wanted) - columns)
+class _CapsSpec(Strict):
+    max_contacts_7d: int | None = Field(default=None, ge=0)
+    max_contacts_30d: int | None = Field(default=None, ge=0)
+
+
+class _AudienceSpec(Strict):
+    name: str = Field(pattern=_SAFE_NAME)
+    description: str
+    owner: str
+    channel: Literal["email", "ads"]
+    where: str
+    columns: list[str] = ["customer_id", "email"]
+    destinations: list[_DestinationSpec] = Field(min_length=1)
+    control_group_percent: float = Field(default=0, ge=0, lt=100)
+    contact_caps: _CapsSpec = _CapsSpec()
+
+    @field_validator("destinations")
+    @classmethod
+    def _unique(cls, destinations: list[_DestinationSpec]) -> list[_DestinationSpec]:
+        names = [d.name for d in destinations]
+        if len(set(names)) != len(names):
+            raise ValueError("destination names must be unique")
+        return destinations
+
+
+def _problems(spec: _AudienceSpec, path: Path, columns: frozenset[str]):
+    """What the schema cannot tell: the file name, the columns, the predicate."""
+    problems = []
+    if spec.name != path.stem:
+        problems.append((["name"], f"{spec.name!r} must match the file name {path.stem!r}"))
+    unknown = sorted(set(spec.columns) - columns)
     if unknown:
-        raise _Problem("columns", f"unknown column(s) in columns: {', '.join(unknown)}")
-    if "customer_id" not in wanted:
-        wanted.insert(0, "customer_id")
-    percent = spec.get("control_group_percent", 0)
-    if not isinstance(percent, (int, float)) or not 0 <= percent < 100:
-        raise _Problem(
-            "control_group_percent",
-            f"control_group_percent must be a number in [0, 100), got {percent!r}",
-        )
-    caps = spec.get("contact_caps") or {}
-    for key, value in caps.items():
-        if key not in ("max_contacts_7d", "max_contacts_30d") or not (
-            isinstance(value, int) and value >= 0
-        ):
-            raise _Problem(
-                "contact_caps",
-                f"contact_caps takes max_contacts_7d / max_contacts_30d as counts, got {key}",
-            )
-    return {
-        "columns": tuple(wanted),
-        "control_group_percent": float(percent),
-        "max_contacts_7d": caps.get("max_contacts_7d"),
-        "max_contacts_30d": caps.get("max_contacts_30d"),
-    }
+        problems.append((["columns"], f"unknown column(s): {', '.join(unknown)}"))
+    used, problem = validate_predicate(spec.where.strip(), columns)
+    if problem:
+        problems.append((["where"], problem))
+    return problems, used
 
 
 def load_audience(path: Path, columns: frozenset[str] | None = None) -> Audience:
     """Read and validate one definition; raises AudienceDefinitionError naming file and line."""
     columns = known_columns() if columns is None else columns
-    text = path.read_text(encoding="utf-8")
-
-    def fail(line: int | None, problem: str) -> AudienceDefinitionError:
-        where = f"{path}:{line}" if line else str(path)
-        return AudienceDefinitionError(f"{where}: {problem}")
-
+    spec = load_model(path, _AudienceSpec, "audience definition", error=AudienceDefinitionError)
+    data, node = read_yaml(path, "audience definition")
+    problems, used = _problems(spec, path, columns)
     try:
-        spec = yaml.safe_load(text)
-        lines = _key_lines(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise fail(mark.line + 1 if mark else None, f"not valid YAML: {error}") from error
-    if not isinstance(spec, dict):
-        raise fail(1, "must be a mapping of keys (name, description, owner, ...)")
-    missing = [key for key in REQUIRED_KEYS if key not in spec]
-    if missing:
-        raise fail(1, f"missing key(s): {', '.join(missing)}")
-    if spec["name"] != path.stem:
-        raise fail(
-            lines.get("name"), f"name {spec['name']!r} must match the file name {path.stem!r}"
-        )
-    where = str(spec["where"]).strip()
-    used, problem = validate_predicate(where, columns)
-    if problem:
-        raise fail(lines.get("where"), f"where {problem}")
-    try:
-        settings = _settings(spec, columns)
-        destinations = _destinations(spec["destinations"])
-    except _Problem as problem:
-        raise fail(lines.get(problem.key), str(problem)) from None
+        raise_problems(path, node, problems)
+    except ConfigError as error:
+        raise AudienceDefinitionError(str(error)) from None
+    wanted = list(spec.columns)
+    if "customer_id" not in wanted:
+        wanted.insert(0, "customer_id")
     return Audience(
-        name=spec["name"],
-        description=str(spec["description"]).strip(),
-        owner=str(spec["owner"]),
-        channel=spec["channel"],
-        where=where,
-        destinations=destinations,
+        name=spec.name,
+        description=spec.description.strip(),
+        owner=spec.owner,
+        channel=spec.channel,
+        where=spec.where.strip(),
+        columns=tuple(wanted),
+        destinations=tuple(Destination(d.name, d.format, d.encoding) for d in spec.destinations),
+        control_group_percent=float(spec.control_group_percent),
+        max_contacts_7d=spec.contact_caps.max_contacts_7d,
+        max_contacts_30d=spec.contact_caps.max_contacts_30d,
         path=path,
-        definition_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        definition_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         referenced_columns=used,
-        **settings,
     )
 
 

@@ -6,6 +6,7 @@ the run report. Settings are read when a step runs, never at import, so DAG pars
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from datetime import date, datetime
@@ -14,6 +15,32 @@ from crm360.settings import Settings, load_settings
 from crm360.warehouse import connect
 
 log = logging.getLogger(__name__)
+
+# Errors a retry cannot fix: the source breaks its contract, or the configuration is invalid.
+# Named, not imported, so that DAG parsing stays cheap; a name that does not resolve is skipped.
+PERMANENT_ERRORS = (
+    "ingestion.contracts.ContractError",
+    "ingestion.config.ConfigError",
+    "crm360.identity.config.IdentityConfigError",
+    "activation.audiences.AudienceDefinitionError",
+)
+
+
+def _error_class(name: str) -> type | None:
+    module, _, attribute = name.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attribute, None)
+    except ImportError:
+        return None
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether retrying cannot help: `exc` is one of PERMANENT_ERRORS, or its class says so
+    with `permanent = True`."""
+    if getattr(type(exc), "permanent", False) is True:
+        return True
+    classes = tuple(c for c in map(_error_class, PERMANENT_ERRORS) if isinstance(c, type))
+    return isinstance(exc, classes)
 
 
 def _seconds_since(started: float) -> float:
@@ -24,18 +51,18 @@ def _seconds_since(started: float) -> float:
 def ingest_source(
     source: str, run_id: str, as_of: datetime, settings: Settings | None = None
 ) -> dict:
-    """Load one source system's new data (everything dated before `as_of`) into `raw`."""
-    from ingestion import load_source
+    """Load one source system's new data (everything dated before `as_of`) into `raw`, or
+    skip it when the sources config leaves it out. Every configuration file is checked first:
+    a mistake stops the run before anything is written."""
+    from crm360.config_check import check_configuration
+    from ingestion import ingest
 
     settings = settings or load_settings()
     started = time.monotonic()
+    check_configuration(settings)
     with connect(settings.warehouse) as con:
-        results = load_source(source, con, settings.source_dir, as_of, run_id)
-    return {
-        "source": source,
-        "loads": [r.as_dict() for r in results],
-        "seconds": _seconds_since(started),
-    }
+        outcome = ingest(source, con, settings.source_dir, as_of, run_id)
+    return {**outcome.as_dict(), "seconds": _seconds_since(started)}
 
 
 def _dbt_build(selection: list[str], as_of: date, settings: Settings | None) -> dict:

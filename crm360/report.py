@@ -39,12 +39,17 @@ def build_report(
     """Assemble the report from the steps' results; `pull(task_id)` returns None if missing."""
     report: dict[str, Any] = {"run_id": run_id, "dag_id": dag_id, "as_of_date": as_of.isoformat()}
     stages, failed_at = {}, None
-    ingested = {}
+    ingested, skipped, notes = {}, {}, []
     for source in sources:
         result = pull(f"ingest_{source}")
         if result is None:
             failed_at = failed_at or f"ingest_{source}"
             continue
+        stages[f"ingest_{source}"] = result["seconds"]
+        if result.get("skipped"):
+            skipped[source] = {"reason": result["skipped"], "left_empty": result.get("feeds", [])}
+            continue
+        notes += result.get("notes", [])
         loads = result["loads"]
         ingested[source] = {
             "rows_read": sum(x["rows_read"] for x in loads),
@@ -52,8 +57,9 @@ def build_report(
             "rows_quarantined": sum(x["rows_quarantined"] for x in loads),
             "loads": len(loads),
         }
-        stages[f"ingest_{source}"] = result["seconds"]
     report["sources"] = ingested
+    report["skipped_sources"] = skipped
+    report["source_notes"] = notes
     for task_id, key in (
         ("dbt_staging", "dbt_staging"),
         ("resolve_identities", "identity"),
@@ -166,6 +172,10 @@ def format_report(report: dict) -> str:
             f"  {source:<10}{counts['rows_read']:>12,}{counts['rows_loaded']:>12,}"
             f"{counts['rows_quarantined']:>13,}{seconds:>9.1f}"
         )
+    for source, skip in report.get("skipped_sources", {}).items():
+        lines.append(f"  {source}: skipped, {skip['reason']}")
+        lines += [f"    left empty: {item}" for item in skip["left_empty"]]
+    lines += [f"  no data: {note}" for note in report.get("source_notes", [])]
     if "identity" in report:
         ident = report["identity"]
         lines.append(
@@ -185,4 +195,46 @@ def format_report(report: dict) -> str:
     for stage, seconds in report["stage_seconds"].items():
         if not stage.startswith("ingest_") and seconds is not None:
             lines.append(f"  {stage}: {seconds:.1f} s")
+    return "\n".join(lines)
+
+
+def describe_task(task: dict) -> str:
+    """How a task instance ended (`task_instance` row: state, try_number, max_tries, duration),
+    e.g. `succeeded in 1.2 s` or `failed on try 1 of 3 after 0.1 s, not retried`."""
+    state, seconds = task.get("state"), task.get("duration") or 0
+    tries = f"try {task.get('try_number')} of {(task.get('max_tries') or 0) + 1}"
+    if state == "success":
+        return f"succeeded in {seconds:.1f} s"
+    if state == "up_for_retry":
+        return f"failed on {tries} after {seconds:.1f} s; it will be retried"
+    if state == "failed":
+        # a try left over: the retry policy failed it at once (a contract or configuration error)
+        tries_left = (task.get("try_number") or 0) <= (task.get("max_tries") or 0)
+        return f"failed on {tries} after {seconds:.1f} s" + (", not retried" if tries_left else "")
+    return str(state or "not run")
+
+
+def format_failure(
+    dag_id: str,
+    as_of: date,
+    run_id: str,
+    tasks: list[dict],
+    errors: dict[str, str],
+    report: dict | None = None,
+) -> str:
+    """Why a DAG run failed, for a person: each failed task with how it ended and its error,
+    the tasks that did not run because of it, and the run's report when it has one."""
+    lines = [f"{dag_id} failed for {as_of.isoformat()} (run {run_id})."]
+    for task in tasks:
+        if task["state"] == "failed":
+            lines.append(f"  {task['task_id']} {describe_task(task)}:")
+            error = errors.get(task["task_id"], "(no exception found in the log)").splitlines()
+            lines += [f"    {line}" for line in error[:30]]
+            if len(error) > 30:
+                lines.append(f"    ... {len(error) - 30} more lines in the log")
+    not_run = [t["task_id"] for t in tasks if t["state"] == "upstream_failed"]
+    if not_run:
+        lines.append("  not run, as a task before them failed: " + ", ".join(not_run))
+    if report:
+        lines.append(f"\nRun report of {dag_id} (ops.run_reports):\n" + format_report(report))
     return "\n".join(lines)

@@ -9,9 +9,13 @@ staging casts with, decides what is loadable.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Literal
 
-import yaml
+from pydantic import Field, model_validator
+
+from crm360.configfile import Strict, file_version, load_model
 
 CONTRACT_DIR = Path(__file__).parent / "contracts"
 
@@ -27,7 +31,10 @@ _CAST_TYPES = {
 
 
 class ContractError(ValueError):
-    """A source object cannot be loaded at all (missing file, missing required column...)."""
+    """A source object cannot be loaded at all (missing file, missing required column...).
+    Retrying cannot help: the data or its configuration must change."""
+
+    permanent = True
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class Column:
     type: str = "varchar"
     required: bool = False
     pii: bool = False
+    money: bool = False
     allowed: tuple[str, ...] | None = None
     min: float | None = None
     max: float | None = None
@@ -65,43 +73,99 @@ def contract_sources(contract_dir: Path = CONTRACT_DIR) -> list[str]:
     return sorted(p.stem for p in contract_dir.glob("*.yml"))
 
 
+ColumnType = Literal["varchar", "integer", "decimal", "boolean", "date", "timestamp"]
+
+
+class ColumnSpec(Strict):
+    type: ColumnType = "varchar"
+    required: bool = False
+    pii: bool = False
+    money: bool = False
+    allowed: list[str | int | float | bool] | None = None
+    min: float | None = None
+    max: float | None = None
+    description: str = ""
+
+
+class ObjectSpec(Strict):
+    raw_table: str
+    format: Literal["csv", "jsonl", "parquet", "database", "api"]
+    primary_key: list[str] = Field(min_length=1)
+    columns: dict[str, ColumnSpec]
+    table: str | None = None
+    watermark: str | None = None
+    encodings: list[str] = ["utf-8"]
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _keys_are_columns(self) -> ObjectSpec:
+        for key in [*self.primary_key, *([self.watermark] if self.watermark else [])]:
+            if key not in self.columns:
+                raise ValueError(f"{key!r} (primary key or watermark) is not one of its columns")
+        return self
+
+
+class ContractSpec(Strict):
+    source: str
+    description: str = ""
+    # what the marts lose when the source is absent (docs and the run report)
+    feeds: list[str] = []
+    objects: dict[str, ObjectSpec] = Field(min_length=1)
+
+
 def load_contract(source: str, contract_dir: Path = CONTRACT_DIR) -> dict[str, ObjectContract]:
-    """Read `<source>.yml` and return its objects by name."""
+    """Read `<source>.yml` and return its objects by name (ConfigError when it is invalid)."""
     path = contract_dir / f"{source}.yml"
-    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return _load_contract(path, file_version(path))
+
+
+def contract_feeds(source: str, contract_dir: Path = CONTRACT_DIR) -> list[str]:
+    """What the marts lose without this source, as its contract says."""
+    path = contract_dir / f"{source}.yml"
+    return list(_read_spec(path, file_version(path)).feeds)
+
+
+@cache
+def _read_spec(path: Path, _version: tuple[int, int]) -> ContractSpec:
+    return load_model(path, ContractSpec, "source contract")
+
+
+@cache
+def _load_contract(path: Path, version: tuple[int, int]) -> dict[str, ObjectContract]:
+    spec = _read_spec(path, version)
     objects = {}
-    for name, obj in spec["objects"].items():
-        columns = {}
-        for col_name, col in obj["columns"].items():
-            col_type = col.get("type", "varchar")
-            if col_type not in _CAST_TYPES:
-                raise ContractError(
-                    f"{path}: column {name}.{col_name} has unknown type {col_type!r}"
-                )
-            allowed = tuple(str(v) for v in col["allowed"]) if "allowed" in col else None
-            columns[col_name] = Column(
+    for name, obj in spec.objects.items():
+        columns = {
+            col_name: Column(
                 name=col_name,
-                type=col_type,
-                required=bool(col.get("required", False)),
-                pii=bool(col.get("pii", False)),
-                allowed=allowed,
-                min=col.get("min"),
-                max=col.get("max"),
-                description=col.get("description", ""),
+                type=col.type,
+                required=col.required,
+                pii=col.pii,
+                money=col.money,
+                allowed=tuple(_allowed_text(v) for v in col.allowed) if col.allowed else None,
+                min=col.min,
+                max=col.max,
+                description=col.description,
             )
+            for col_name, col in obj.columns.items()
+        }
         objects[name] = ObjectContract(
-            source=spec["source"],
+            source=spec.source,
             name=name,
-            raw_table=obj["raw_table"],
-            format=obj["format"],
-            primary_key=tuple(obj["primary_key"]),
+            raw_table=obj.raw_table,
+            format=obj.format,
+            primary_key=tuple(obj.primary_key),
             columns=columns,
-            table=obj.get("table"),
-            watermark=obj.get("watermark"),
-            encodings=tuple(obj.get("encodings", ["utf-8"])),
-            description=obj.get("description", ""),
+            table=obj.table,
+            watermark=obj.watermark,
+            encodings=tuple(obj.encodings),
+            description=obj.description,
         )
     return objects
+
+
+def _allowed_text(value: str | int | float | bool) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _quote(identifier: str) -> str:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from crm360.fileio import sha256_of
 from ingestion.contracts import ContractError, ObjectContract
+from ingestion.mapping import ObjectMapping
 from ingestion.raw import LoadResult, StateUpdate, ensure_raw_schema, load_object
 from ingestion.readahead import read_ahead
 
@@ -111,21 +112,24 @@ def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def read_file(
-    path: Path, fmt: str, encodings: tuple[str, ...]
+    path: Path, fmt: str, encodings: tuple[str, ...], delimiter: str = ","
 ) -> tuple[pl.DataFrame, str, pl.Series | None]:
-    """Read one file as text columns; return (frame, encoding, per-row rejection reasons)."""
+    """Read one file as text columns; return (frame, encoding, per-row rejection reasons).
+    An empty file (no bytes, or only white space) is a batch of no rows."""
     import polars as pl
 
     if fmt == "parquet":
         return _as_text(pl.read_parquet(path)), "binary", None
     data = path.read_bytes()
+    if not data.strip():
+        return pl.DataFrame(), encodings[0], None
     text, encoding = decode(data, encodings, str(path))
     # UTF-8 that decoded without a replacement character encodes back to the same bytes
     unchanged = encoding == "utf-8" and _REPLACEMENT not in text
     utf8 = data if unchanged else text.encode("utf-8")
     del data
     if fmt == "csv":
-        frame = pl.read_csv(utf8, infer_schema=False)
+        frame = _read_csv(utf8, path, delimiter)
     elif fmt == "jsonl":
         frame = _read_jsonl(text, utf8, path, data_is_file=unchanged)
     else:
@@ -142,6 +146,17 @@ def read_file(
             pl.when(bad).then(pl.lit(f"invalid {encoding} byte sequence")).otherwise(None)
         ).to_series()
     return frame, encoding, rejects
+
+
+def _read_csv(data: bytes, path: Path, delimiter: str) -> pl.DataFrame:
+    """Every column as text; a file polars cannot parse as CSV is a ContractError naming it."""
+    import polars as pl
+
+    try:
+        return pl.read_csv(data, infer_schema=False, separator=delimiter)
+    except pl.exceptions.PolarsError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ContractError(f"{path}: cannot be read as CSV: {first}") from exc
 
 
 def json_value_as_text(value: object) -> str | None:
@@ -281,6 +296,15 @@ _RACY_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
+class FileOptions:
+    """How an object's files are read and mapped (from the sources config)."""
+
+    encodings: tuple[str, ...] | None = None
+    delimiter: str = ","
+    mapping: ObjectMapping | None = None
+
+
+@dataclass(frozen=True)
 class _Seen:
     """What raw._files says was loaded: (name, sha256) pairs, and the (name, size, mtime) of
     files whose content was hashed long enough after their last change to be trusted."""
@@ -294,7 +318,7 @@ def _stat_key(source_file: SourceFile) -> tuple[str, int, int]:
     return source_file.name, stat.st_size, stat.st_mtime_ns
 
 
-def _read_new(source_file: SourceFile, seen: _Seen, contract: ObjectContract):
+def _read_new(source_file: SourceFile, seen: _Seen, contract: ObjectContract, options: FileOptions):
     """(sha256, size, modification time to record, read_file's result). The result is None when
     the file was loaded before: same name, size and modification time (not hashed again, like
     git's index; sha256 None), or same name and content. The time is None when the file changed
@@ -309,7 +333,8 @@ def _read_new(source_file: SourceFile, seen: _Seen, contract: ObjectContract):
     trusted_ns = modified_ns if modified_ns < hashed_at - _RACY_NS else None
     if (name, digest) in seen.contents:
         return digest, size, trusted_ns, None
-    read = read_file(source_file.path, contract.format, contract.encodings)
+    encodings = options.encodings or contract.encodings
+    read = read_file(source_file.path, contract.format, encodings, options.delimiter)
     return digest, size, trusted_ns, read
 
 
@@ -320,6 +345,7 @@ def load_files(
     pattern: str,
     as_of: date | None,
     run_id: str | None = None,
+    options: FileOptions | None = None,
 ) -> list[LoadResult]:
     """Load every matching file not loaded before with the same content.
 
@@ -328,6 +354,7 @@ def load_files(
     its new time recorded."""
     import polars as pl
 
+    options = options or FileOptions()
     ensure_raw_schema(con)
     rows = con.execute(
         "select file_name, sha256, size_bytes, modified_ns from raw._files "
@@ -341,7 +368,7 @@ def load_files(
     results = []
     # the next file is hashed and read while this one is appended
     for source_file, (digest, size, modified_ns, read) in read_ahead(
-        discover(source_dir, pattern, as_of), lambda f: _read_new(f, seen, contract)
+        discover(source_dir, pattern, as_of), lambda f: _read_new(f, seen, contract, options)
     ):
         if read is None:  # loaded before with the same content
             if digest is not None and modified_ns is not None:  # touched: record its new time
@@ -377,7 +404,9 @@ def load_files(
             )  # fmt: skip
         ]
         results.append(
-            load_object(con, contract, frame, str(source_file.path), run_id, state, rejects)
+            load_object(
+                con, contract, frame, str(source_file.path), run_id, state, rejects, options.mapping
+            )
         )
     return results
 
@@ -389,15 +418,19 @@ def load_source_files(
     as_of: datetime,
     run_id: str | None = None,
 ) -> list[LoadResult]:
-    """Load every object of a file-based source from the files its configuration names."""
+    """Load every configured object of a file-based source from the files its configuration
+    names; an object the configuration leaves out is not loaded (its raw table stays empty)."""
     from ingestion.config import source_config
     from ingestion.contracts import load_contract
 
     config = source_config(source)
+    if config is None or not config.enabled:
+        return []
     results = []
     for name, contract in load_contract(source).items():
-        if name not in config or "files" not in config[name]:
-            raise ContractError(f"sources config: no `files` pattern for {source}.{name}")
-        pattern = config[name]["files"]
-        results += load_files(con, contract, source_dir, pattern, as_of.date(), run_id)
+        obj = config.objects.get(name)
+        if obj is None or not obj.enabled or not obj.files:
+            continue
+        options = FileOptions(obj.encodings, obj.delimiter, ObjectMapping.of(config, obj))
+        results += load_files(con, contract, source_dir, obj.files, as_of.date(), run_id, options)
     return results

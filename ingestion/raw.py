@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ingestion.contracts import ContractError, ObjectContract, check_sql, duplicate_keys_sql
+from ingestion.mapping import ObjectMapping, conform
 
 if TYPE_CHECKING:
     import duckdb
@@ -139,6 +140,15 @@ def _prepare_table(
             con.execute(f"alter table {table} add column {_quote(column)} varchar")
 
 
+def ensure_raw_tables(con: duckdb.DuckDBPyConnection, contracts: list[ObjectContract]) -> None:
+    """Every object's raw table, empty with its contract's columns until data arrives, so that
+    a source that is absent (not configured, disabled, no file yet) leaves its staging models
+    empty instead of failing them."""
+    ensure_raw_schema(con)
+    for contract in contracts:
+        _prepare_table(con, contract, [])
+
+
 def load_object(
     con: duckdb.DuckDBPyConnection,
     contract: ObjectContract,
@@ -147,18 +157,25 @@ def load_object(
     run_id: str | None = None,
     state: list[StateUpdate] | tuple[StateUpdate, ...] = (),
     extra_rejects: pl.Series | None = None,
+    mapping: ObjectMapping | None = None,
 ) -> LoadResult:
-    """Check `frame` (text columns) against `contract` and append it in one transaction.
+    """Map `frame` (text columns, as read) to the contract (ingestion.mapping), check it
+    against `contract` and append it in one transaction.
 
     `extra_rejects` is an optional per-row reason decided before SQL (e.g. invalid encoding).
     """
     import polars as pl
 
+    if frame.width == 0:  # an empty file: a batch of no rows
+        frame = pl.DataFrame(schema=dict.fromkeys(contract.columns, pl.String))
+    frame = conform(frame, contract, mapping or ObjectMapping(), source_location)
     missing = [c for c in contract.required_columns if c not in frame.columns]
     if missing:
         raise ContractError(
             f"{source_location}: required column(s) {', '.join(missing)} missing "
-            f"from {contract.source}.{contract.name} (found: {', '.join(frame.columns)})"
+            f"from {contract.source}.{contract.name} (found: {', '.join(frame.columns)}); "
+            "if the source names them differently, map its names to the contract's under "
+            f"`columns:` of {contract.source}.{contract.name} in the sources config"
         )
     unexpected = [c for c in frame.columns if c not in contract.columns]
     if unexpected:

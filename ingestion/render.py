@@ -81,12 +81,19 @@ def contracts_markdown() -> str:
         "`raw._quarantine` with the reason and its original values. A column the contract does",
         "not know is kept and logged; a missing required column fails the load.",
         "",
+        "Before the check, each batch is mapped from the source's own shape (column names, codes,",
+        "date formats, time zone, currency) as `config/sources.yml` says: see",
+        "[your-data.md](your-data.md). Every source is optional: the list under each source says",
+        "what the marts lose without it.",
+        "",
     ]
     for source in contract_sources():
         spec = yaml.safe_load(
             (PROJECT_ROOT / "ingestion" / "contracts" / f"{source}.yml").read_text("utf-8")
         )
         lines += [f"## {source}", "", " ".join(spec["description"].split()), ""]
+        if spec.get("feeds"):
+            lines += ["Without it:", ""] + [f"- {item}" for item in spec["feeds"]] + [""]
         for contract in load_contract(source).values():
             meta = [f"format `{contract.format}`", f"key `{', '.join(contract.primary_key)}`"]
             if contract.format in ("csv", "jsonl"):
@@ -104,22 +111,28 @@ def contracts_markdown() -> str:
                 "|---|---|---|---|---|---|",
             ]
             for c in contract.columns.values():
-                rules = []
-                if c.allowed:
-                    rules.append("one of " + ", ".join(f"`{v}`" for v in c.allowed))
-                if c.min is not None:
-                    rules.append(f"≥ {c.min:g}")
-                if c.max is not None:
-                    rules.append(f"≤ {c.max:g}")
                 required = (
                     "key" if c.name in contract.primary_key else ("yes" if c.required else "")
                 )
                 lines.append(
-                    f"| `{c.name}` | {c.type} | {required} | {'; '.join(rules)} | "
+                    f"| `{c.name}` | {c.type} | {required} | {'; '.join(_rules(c))} | "
                     f"{'yes' if c.pii else ''} | {c.description} |"
                 )
             lines.append("")
     return "\n".join(lines)
+
+
+def _rules(column) -> list[str]:
+    rules = []
+    if column.allowed:
+        rules.append("one of " + ", ".join(f"`{v}`" for v in column.allowed))
+    if column.money:
+        rules.append("money")
+    if column.min is not None:
+        rules.append(f"≥ {column.min:g}")
+    if column.max is not None:
+        rules.append(f"≤ {column.max:g}")
+    return rules
 
 
 def rendered_files() -> dict:

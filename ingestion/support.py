@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 from ingestion.config import resolve_url, source_config
 from ingestion.contracts import load_contract
 from ingestion.files import json_value_as_text
+from ingestion.mapping import ObjectMapping
 from ingestion.raw import LoadResult, load_object
 from ingestion.watermarks import read_watermark, set_watermark
 
@@ -102,6 +103,8 @@ def load(
     from crm360.demo.support_api import serve_tickets
 
     config = source_config(SOURCE)
+    if config is None or not config.enabled:
+        return []
     contract = load_contract(SOURCE)["tickets"]
     since = read_watermark(con, SOURCE, contract.name)
     if since >= as_of:
@@ -113,7 +116,7 @@ def load(
         else nullcontext((url, []))
     )
     with server as (base_url, _):
-        tickets = fetch_tickets(base_url, since, as_of, int(config.get("page_size", 200)))
+        tickets = fetch_tickets(base_url, since, as_of, config.page_size)
     columns = list(contract.columns) + sorted(
         {k for t in tickets for k in t} - set(contract.columns)
     )
@@ -123,4 +126,5 @@ def load(
     )
     location = f"{url}/tickets?updated_since={since.isoformat()}&updated_before={as_of.isoformat()}"
     state = [set_watermark(SOURCE, contract.name, as_of)]
-    return [load_object(con, contract, frame, location, run_id, state)]
+    mapping = ObjectMapping.of(config, config.objects.get(contract.name))
+    return [load_object(con, contract, frame, location, run_id, state, mapping=mapping)]

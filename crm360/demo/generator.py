@@ -17,6 +17,8 @@
 - `_truth/identity.csv`: which source record belongs to which person (for scoring identity
   resolution), and `_truth/injected_bad_rows.json`: how many bad rows of each kind were put in
   each source object (they must all end in quarantine).
+- `.crm360-demo` (DEMO_MARKER), when the folder was new or empty: it tells `crm360 demo` that
+  the folder is the demo's and may be deleted to generate it again.
 
 The same arguments always give the same files.
 """
@@ -41,6 +43,23 @@ from crm360.fileio import write_atomic
 log = logging.getLogger(__name__)
 
 JST = timezone(timedelta(hours=9))
+
+# In a folder the demo made: `crm360 demo` deletes only folders that carry it (or are empty).
+DEMO_MARKER = ".crm360-demo"
+_MARKER_TEXT = "Made by the crm360 demo; `crm360 demo` deletes this folder to make it again.\n"
+
+
+def mark_demo_folder(folder: Path) -> bool:
+    """Create `folder` and mark it as the demo's, unless it already holds anything else (a
+    user's files are never claimed); return whether it carries the marker."""
+    folder = Path(folder)
+    marker = folder / DEMO_MARKER
+    if folder.is_dir() and not marker.exists() and any(folder.iterdir()):
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(_MARKER_TEXT, encoding="utf-8")
+    return True
+
 
 SURNAMES = [
     ("佐藤", "サトウ", "sato"),
@@ -245,7 +264,7 @@ def generate_demo(
     from crm360.demo import touchpoints
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    mark_demo_folder(out_dir)
     rng = np.random.default_rng(seed)
     end = int(datetime.combine(as_of, datetime.min.time(), tzinfo=JST).timestamp())
     world = World(rng, out_dir, as_of, end, _people(rng, customers, end))
@@ -457,7 +476,7 @@ def _inject_crm_bad_rows(world: World, rows: list[list]) -> bytes:
         ["", *template[1:]],
         ["", *template[1:]],
         ["X0000001", *template[1:9], "1990-02-30", *template[10:]],
-        ["X0000002", *template[1:12], "はい", *template[13:]],
+        ["X0000002", *template[1:12], "要確認", *template[13:]],
         ["X0000004", *template[1:]],
         ["X0000004", *template[1:]],
     ]

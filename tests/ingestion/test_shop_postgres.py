@@ -6,16 +6,12 @@ demo shop database into it with proper timestamptz columns, and compares the loa
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import sqlite3
-import subprocess
-import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from postgres_server import postgres_server
 
 from crm360.demo.generator import generate_demo
 from crm360.warehouse import connect
@@ -24,44 +20,10 @@ from ingestion import shop
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
-    return str(candidates[-1]) if candidates else None
-
-
-def _as_postgres_user(cmd: list[str]) -> list[str]:
-    # PostgreSQL refuses to run as root
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
 @pytest.fixture(scope="module")
 def postgres_url():
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL server binaries are not installed on this machine")
-    root = Path(tempfile.mkdtemp(prefix="crm360-pg-"))
-    os.chmod(root, 0o777)
-    data = root / "data"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    subprocess.run(_as_postgres_user([initdb, "-D", str(data), "--auth=trust", "-U", "postgres"]),
-                   check=True, capture_output=True)  # fmt: skip
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
-    subprocess.run(
-        _as_postgres_user([pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"]),
-        check=True, capture_output=True,
-    )  # fmt: skip
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            _as_postgres_user([pg_ctl, "-D", str(data), "-m", "fast", "stop"]), capture_output=True
-        )
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_server() as url:
+        yield url
 
 
 def copy_to_postgres(sqlite_path: Path, url: str) -> None:
