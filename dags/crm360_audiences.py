@@ -10,6 +10,8 @@ time the daily run publishes new marts.
   copy, i.e. exactly the state the gate validated, and carry that run's id.
 - It always exports what the read-only copy holds (the newest published run), whether started
   by an Asset event or by hand.
+- Its start date is the daily DAG's (`CRM360_START_DATE`), so it exports for any as-of date
+  the daily DAG ran.
 - Its tasks are in the one-slot pool `warehouse_writer`: the run report is written to the
   warehouse.
 """
@@ -19,10 +21,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import dag, get_current_context, task, teardown
 
-from crm360.assets import PUBLISHED_MARTS, task_defaults
+from crm360.assets import PUBLISHED_MARTS, dag_start_date, task_defaults
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 @dag(
     dag_id="crm360_audiences",
     schedule=[PUBLISHED_MARTS],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=dag_start_date(),
     catchup=False,
     max_active_runs=1,
     default_args=task_defaults(execution_timeout=timedelta(hours=1)),

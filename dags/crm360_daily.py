@@ -12,6 +12,11 @@ updates the Asset `crm360_published_marts`, on which `crm360_audiences` is sched
 - The end of the run's data interval is the marts' as-of date. With Airflow 3's default cron
   timetable that is the logical date: the run at 2026-11-01 00:00 UTC describes the customers
   as of that moment (orders before it).
+- The start date is `CRM360_START_DATE` (default 1970-01-01), so that a history of any age can
+  be run at its own dates (`crm360 run --date 1998-06-30`, a backfill of 1997-98). Catch-up is
+  off: an early start date creates no scheduled runs by itself.
+- A source that breaks its contract, or invalid configuration, fails its task at once (the
+  retry policy of `crm360.assets`): retries are for transient errors.
 - A critical data-quality failure fails `quality_gate`; `publish_marts` then never runs, the
   Asset is not updated, no audience is exported and the previous exports stay as they were.
 - Tasks that write the warehouse run one after another and in the one-slot pool
@@ -31,17 +36,18 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import chain, dag, get_current_context, task, teardown
 
-from crm360.assets import PUBLISHED_MARTS, task_defaults
+from crm360.assets import PUBLISHED_MARTS, dag_start_date, daily_end_date, task_defaults
 from crm360.dbt_tasks import dbt_tasks_mode
 from ingestion import SOURCES
 
 # "@daily" by default; "none" leaves runs to triggers (REST API, `airflow dags trigger`, tests)
 SCHEDULE = os.environ.get("CRM360_DAILY_SCHEDULE", "@daily")
-# the last date the schedule creates runs for (e.g. a replay environment); none by default
-END_DATE = os.environ.get("CRM360_DAILY_END_DATE")
+# the earliest as-of date: CRM360_START_DATE, by default 1970-01-01 (any history at its dates)
+START_DATE = dag_start_date()
+# the last date the schedule creates runs for (e.g. a replay environment): CRM360_DAILY_END_DATE
+END_DATE = daily_end_date()
 # "build": one `dbt build` task per layer; "models": one task per dbt node (cosmos)
 DBT_TASKS = dbt_tasks_mode()
 
@@ -61,8 +67,8 @@ def _macros() -> dict:
 @dag(
     dag_id="crm360_daily",
     schedule=None if SCHEDULE.lower() == "none" else SCHEDULE,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    end_date=pendulum.parse(END_DATE) if END_DATE else None,
+    start_date=START_DATE,
+    end_date=END_DATE,
     catchup=False,
     max_active_runs=1,
     default_args=task_defaults(execution_timeout=timedelta(hours=2)),

@@ -65,6 +65,30 @@ def test_safety_settings(dagbag, dag_id):
         # a failed quality check is data, not a transient error: it must not be retried
         expected = 0 if task.task_id == "quality_gate" else 2
         assert task.retries == expected, task.task_id
+        # nor a broken contract or invalid configuration, in any task
+        assert type(task.retry_policy).__name__ == "PermanentErrorsFail", task.task_id
+
+
+def test_contract_and_configuration_errors_fail_at_once_others_are_retried():
+    from airflow.sdk import RetryAction
+
+    from crm360.assets import PermanentErrorsFail
+    from ingestion.contracts import ContractError
+
+    class LoaderSaysPermanent(RuntimeError):
+        permanent = True
+
+    def decide(exc: Exception) -> RetryAction:
+        return PermanentErrorsFail().evaluate(exc, try_number=1, max_tries=2).action
+
+    missing = ContractError("crm/contacts_20261024.csv: required column(s) contact_id missing")
+    assert decide(missing) == RetryAction.FAIL
+    assert decide(LoaderSaysPermanent("bad sources config")) == RetryAction.FAIL
+    # transient: the task's retries apply
+    assert decide(ConnectionResetError("the helpdesk API closed the connection")) == (
+        RetryAction.DEFAULT
+    )
+    assert decide(OSError("Could not set lock on file crm360.duckdb")) == RetryAction.DEFAULT
 
 
 def test_published_marts_schedule_the_audience_export(dagbag):
