@@ -7,6 +7,7 @@ call these functions and return the result, so the logic is tested without dbt.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
@@ -33,7 +34,9 @@ class LtvSettings:
     time_unit_days: float = 7.0
     horizon_months: int = 12
     annual_discount_rate: float = 0.10
-    penalizer_coef: float = 0.001
+    # 0: plain maximum likelihood, the published fits; a fit that does not converge is redone
+    # with a small penalty (models.retry_penalizer), and ltv_model_fits records it
+    penalizer_coef: float = 0.0
     # the fits of an earlier run are reused while younger than this many days and while the
     # number of buyers has changed by at most refit_after_growth (0: refit on every run)
     refit_after_days: int = 7
@@ -45,12 +48,19 @@ class LtvSettings:
         return self.as_of - timedelta(days=1)
 
 
-def as_arrow(frame: pd.DataFrame):
+def as_arrow(frame: pd.DataFrame, text_columns: tuple[str, ...] = ()):
     """The frame as an Arrow table, so that date columns land as DATE in DuckDB (a pandas
-    column of dates would become a timestamp)."""
+    column of dates would become a timestamp). `text_columns`, and `*_date` columns, keep
+    their type when the frame is empty or the column all null (an object column of nulls
+    would land as a column of type NULL)."""
     import pyarrow as pa
 
-    return pa.Table.from_pandas(frame, preserve_index=False)
+    frame = frame.astype({column: "string" for column in text_columns})
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for index, column in enumerate(table.schema):
+        if pa.types.is_null(column.type) and column.name.endswith("_date"):
+            table = table.set_column(index, column.name, table.column(index).cast(pa.date32()))
+    return table
 
 
 def parse_as_of(value: object) -> date:
@@ -86,17 +96,26 @@ def _summary_of_buyers_sql(transactions_sql: str, settings: LtvSettings) -> str:
     )
 
 
+FIT_TEXT_COLUMNS = ("model_fit_id", "model_name", "fit_note", "library", "library_version")
+
+
 def model_fits(session, orders, settings: LtvSettings) -> pd.DataFrame:
     """Fit BG/NBD and Gamma-Gamma on the buyers as of the run: one row per model. `orders` is
-    the DuckDB relation of int_orders__priced, `session` its connection."""
+    the DuckDB relation of int_orders__priced, `session` its connection. A model the data
+    cannot give keeps its row, is_fitted false, no parameters and the reason in fit_note."""
     import pandas as pd
 
     transactions = buyer_transactions_sql(orders.sql_query(), settings.as_of)
     summary = session.sql(_summary_of_buyers_sql(transactions, settings)).df()
-    _, bg_nbd = models.fit_bg_nbd(summary, settings.penalizer_coef)
-    _, gamma_gamma = models.fit_gamma_gamma(summary, settings.penalizer_coef)
+    fits = [
+        _fit_or_reason(models.fit_bg_nbd, summary, settings, "bg_nbd", len(summary)),
+        _fit_or_reason(
+            models.fit_gamma_gamma, summary, settings, "gamma_gamma",
+            len(models.gamma_gamma_customers(summary)),
+        ),
+    ]  # fmt: skip
     rows = []
-    for fit in (bg_nbd, gamma_gamma):
+    for fit in fits:
         row = {
             "model_fit_id": f"{settings.as_of.isoformat()}:{fit.model}",
             "as_of_date": settings.as_of,
@@ -108,8 +127,10 @@ def model_fits(session, orders, settings: LtvSettings) -> pd.DataFrame:
             log_likelihood=fit.log_likelihood,
             customer_count=fit.customer_count,
             fit_seconds=round(fit.fit_seconds, 4),
+            is_fitted=bool(fit.params),
             is_converged=fit.converged,
             penalizer_coef=fit.penalizer_coef,
+            fit_note=fit.note,
             spend_frequency_correlation=fit.spend_frequency_correlation,
             calibration_end_date=settings.calibration_end,
             time_unit_days=float(settings.time_unit_days),
@@ -122,7 +143,29 @@ def model_fits(session, orders, settings: LtvSettings) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     for column in ("as_of_date", "fitted_as_of_date", "calibration_end_date"):
         frame[column] = pd.to_datetime(frame[column]).dt.date
-    return frame
+    # numbers stay numbers when a model has none (an unfitted model's parameters are null)
+    numbers = [*FIT_PARAM_COLUMNS.values(), "log_likelihood", "spend_frequency_correlation"]
+    return frame.astype({column: "float64" for column in numbers})
+
+
+def _fit_or_reason(fit, summary, settings: LtvSettings, model: str, customers: int):
+    """fit(summary, penalizer)'s diagnostics; when the data cannot give the model, diagnostics
+    without parameters whose note says why."""
+    started = time.perf_counter()
+    try:
+        return fit(summary, settings.penalizer_coef)[1]
+    except models.ModelNotFitted as reason:
+        log.warning("no %s model for %s: %s", model, settings.as_of, reason)
+        return models.FitDiagnostics(
+            model=model,
+            params={},
+            log_likelihood=None,
+            customer_count=customers,
+            fit_seconds=time.perf_counter() - started,
+            converged=False,
+            penalizer_coef=settings.penalizer_coef,
+            note=f"not fitted: {reason}",
+        )
 
 
 def _with_dates(previous: pd.DataFrame, made_on: str, others: list[str]) -> pd.DataFrame:
@@ -165,12 +208,16 @@ def reusable_fits(
     previous: pd.DataFrame, buyers: int, settings: LtvSettings
 ) -> pd.DataFrame | None:
     """The fits of the latest earlier run, restamped for settings.as_of, when they may be
-    reused: fitted fewer than refit_after_days days before as_of, both models converged, with
+    reused: fitted fewer than refit_after_days days before as_of, both models fitted, with
     the same time unit, penalizer and library version, and a buyer count within
-    refit_after_growth of the one fitted. None means: fit again.
+    refit_after_growth of the one fitted. None means: fit again. A fit redone with the retry
+    penalty (is_converged false) is what this penalizer gives on that data, so it is reused
+    like a converged one.
 
     `previous`: ltv_model_fits rows of earlier as_of dates (fitted_as_of_date null in rows
-    written before that column existed: those were fitted on their own date)."""
+    written before that column existed: those were fitted on their own date, and is_fitted
+    null in rows written before that one: every model was fitted)."""
+    import pandas as pd
 
     if settings.refit_after_days <= 0:
         return None
@@ -180,14 +227,22 @@ def reusable_fits(
     fitted = latest["fitted_as_of_date"].iloc[0]
     bg_nbd = latest[latest["model_name"] == "bg_nbd"].iloc[0]
     library_version = models.fit_library_version()
+    is_fitted = latest.get("is_fitted", pd.Series(True, index=latest.index))
+    is_converged = latest["is_converged"].astype(bool).to_numpy()
+    # the penalizer a fit with these settings ends at: the asked one, or the retry's
+    penalizer = np.where(
+        is_converged,
+        float(settings.penalizer_coef),
+        models.retry_penalizer(float(settings.penalizer_coef)),
+    )
     reasons = [
         (settings.as_of - fitted).days >= settings.refit_after_days
         and f"fitted {(settings.as_of - fitted).days} days ago",
         (latest["fitted_as_of_date"] != fitted).any() and "models fitted on different dates",
-        not latest["is_converged"].astype(bool).all() and "a fit did not converge",
+        not is_fitted.fillna(True).astype(bool).all() and "a model was not fitted",
         (latest["time_unit_days"].astype(float) != float(settings.time_unit_days)).any()
         and "time unit changed",
-        (latest["penalizer_coef"].astype(float) != float(settings.penalizer_coef)).any()
+        (latest["penalizer_coef"].astype(float).to_numpy() != penalizer).any()
         and "penalizer changed",
         (latest["library_version"] != library_version).any() and "library version changed",
         abs(buyers - int(bg_nbd["customer_count"]))
@@ -204,11 +259,13 @@ def reusable_fits(
     latest["fitted_as_of_date"] = fitted
     latest["horizon_months"] = int(settings.horizon_months)
     latest["annual_discount_rate"] = float(settings.annual_discount_rate)
+    latest["is_fitted"] = True  # only fitted models are reused
     return latest.sort_values("model_name").reset_index(drop=True)
 
 
-def params_of(fits: pd.DataFrame, model_name: str, as_of: date) -> dict[str, float]:
-    """The parameters of one model fitted for as_of, from the ltv_model_fits rows."""
+def params_of(fits: pd.DataFrame, model_name: str, as_of: date) -> dict[str, float] | None:
+    """The parameters of one model fitted for as_of, from the ltv_model_fits rows; None when
+    that run could not fit the model (its row says why)."""
     import pandas as pd
 
     rows = fits[
@@ -217,12 +274,16 @@ def params_of(fits: pd.DataFrame, model_name: str, as_of: date) -> dict[str, flo
     if len(rows) != 1:
         raise LookupError(f"ltv_model_fits has {len(rows)} {model_name} rows for {as_of}")
     names = models.BG_NBD_PARAMS if model_name == "bg_nbd" else models.GAMMA_GAMMA_PARAMS
-    return {name: float(rows.iloc[0][FIT_PARAM_COLUMNS[name]]) for name in names}
+    params = {name: float(rows.iloc[0][FIT_PARAM_COLUMNS[name]]) for name in names}
+    if rows.iloc[0].get("is_fitted") is False or not all(np.isfinite(list(params.values()))):
+        return None
+    return params
 
 
 # per customer of customer_360 (ordered by id): the order history and the summary the
 # predictions take, computed where the orders are; `{buyers}` is the SQL of the buyers'
-# transactions, `{summary}` the SQL of the summary of `buyers`
+# transactions, `{summary}` the SQL of the summary of `buyers`, `{recent_from}` the start of
+# the last horizon before as_of (the historical fallback's revenue)
 _LTV_INPUTS_SQL = """
 with buyers as ({buyers}),
 history as (
@@ -230,6 +291,7 @@ history as (
         count(*) as order_count,
         sum(revenue) as historical_revenue,
         sum(gross_margin) as historical_gross_margin,
+        coalesce(sum(revenue) filter (where ordered_at >= {recent_from}), 0) as recent_revenue,
         min(ordered_at) as first_ordered_at,
         max(ordered_at) as last_ordered_at,
     from buyers
@@ -244,39 +306,59 @@ order by customers.customer_id
 """
 
 
+# customer_ltv.ltv_method, and ltv_fallback_reason when the method is the historical one
+LTV_METHOD_MODEL = "bg_nbd_gamma_gamma"
+LTV_METHOD_HISTORICAL = "historical"
+FALLBACK_BG_NBD_NOT_FITTED = "bg_nbd_not_fitted"
+FALLBACK_GAMMA_GAMMA_NOT_FITTED = "gamma_gamma_not_fitted"
+FALLBACK_PREDICTION_NOT_FINITE = "prediction_not_finite"
+PREDICTION_COLUMNS = ["probability_alive", "expected_purchases", "expected_avg_order_value", "clv"]
+
+
 def customer_ltv(
     session, customers, orders, fits: pd.DataFrame, settings: LtvSettings
 ) -> pd.DataFrame:
     """One row per customer: history, BG/NBD + Gamma-Gamma predictions with the parameters
     fitted for as_of, revenue and gross-margin LTV. Customers without a completed order keep
-    zeros for their history and nulls for every model figure.
+    zeros for their history and nulls for every model figure. A buyer whose LTV the models
+    cannot give (a model not fitted for as_of, a prediction not finite) gets the historical
+    one (historical_ltv) with the reason in ltv_fallback_reason, never a null.
 
     `customers` and `orders` are the DuckDB relations of customer_360 and int_orders__priced,
     `session` their connection: the history and the summary are computed there, and only the
     per-customer figures come into pandas."""
     import pandas as pd
 
+    recent_from = (
+        f"timestamp '{settings.as_of.isoformat()}' - interval {int(settings.horizon_months)} month"
+    )
     frame = session.sql(
         _LTV_INPUTS_SQL.format(
             buyers=buyer_transactions_sql(orders.sql_query(), settings.as_of),
             customers=customers.sql_query(),
             summary=_summary_of_buyers_sql("from buyers", settings),
+            recent_from=recent_from,
         )
     ).df()
-    bg_nbd = models.bg_nbd_from_params(params_of(fits, "bg_nbd", settings.as_of))
-    gamma_gamma = models.gamma_gamma_from_params(params_of(fits, "gamma_gamma", settings.as_of))
+    bg_nbd = params_of(fits, "bg_nbd", settings.as_of)
+    gamma_gamma = params_of(fits, "gamma_gamma", settings.as_of)
     buyer = frame["order_count"].notna().to_numpy()
-    predicted = models.predict_customer_value(
-        frame.loc[buyer, ["frequency", "recency", "T", "monetary_value"]],
-        bg_nbd,
-        gamma_gamma,
-        time_unit_days=settings.time_unit_days,
-        horizon_months=settings.horizon_months,
-        annual_discount_rate=settings.annual_discount_rate,
-    )
-    frame = frame.join(predicted).rename(
-        columns={"T": "customer_age", "clv": "predicted_revenue_ltv"}
-    )
+    summary = frame.loc[buyer, ["frequency", "recency", "T", "monetary_value"]]
+    if bg_nbd is not None and len(summary):
+        # a figure that is not finite is expected at some parameters, and handled below
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            predicted = models.predict_customer_value(
+                summary,
+                models.bg_nbd_from_params(bg_nbd),
+                models.gamma_gamma_from_params(gamma_gamma) if gamma_gamma is not None else None,
+                time_unit_days=settings.time_unit_days,
+                horizon_months=settings.horizon_months,
+                annual_discount_rate=settings.annual_discount_rate,
+            )
+    else:
+        predicted = pd.DataFrame(np.nan, index=summary.index, columns=PREDICTION_COLUMNS)
+    frame = frame.join(_with_fallback(predicted, frame.loc[buyer], bg_nbd, gamma_gamma, settings))
+    frame = frame.rename(columns={"T": "customer_age", "clv": "predicted_revenue_ltv"})
     revenue = frame["historical_revenue"].to_numpy(dtype=float)
     margin = frame["historical_gross_margin"].to_numpy(dtype=float)
     total_revenue = revenue[buyer].sum()
@@ -301,7 +383,53 @@ def customer_ltv(
     frame["time_unit_days"] = float(settings.time_unit_days)
     frame["horizon_months"] = int(settings.horizon_months)
     frame["as_of_date"] = settings.as_of
-    return frame[LTV_COLUMNS]
+    # numbers stay numbers when no customer has one (no buyer, no model)
+    return frame[LTV_COLUMNS].astype({column: "float64" for column in LTV_FLOAT_COLUMNS})
+
+
+def historical_ltv(recent_revenue: np.ndarray, settings: LtvSettings) -> np.ndarray:
+    """The LTV a buyer gets when the models cannot give one: the revenue of their last
+    horizon_months months, as if the next horizon repeats it spread evenly over its months,
+    discounted like the models' LTV (at the monthly rate equivalent to the annual one)."""
+    rate = models.monthly_discount_rate(settings.annual_discount_rate)
+    months = np.arange(1, int(settings.horizon_months) + 1)
+    mean_discount = float(np.mean(1.0 / (1.0 + rate) ** months)) if len(months) else 0.0
+    return np.asarray(recent_revenue, dtype=float) * mean_discount
+
+
+def _with_fallback(
+    predicted: pd.DataFrame,
+    buyers: pd.DataFrame,
+    bg_nbd: dict | None,
+    gamma_gamma: dict | None,
+    settings: LtvSettings,
+) -> pd.DataFrame:
+    """The buyers' predictions with ltv_method and ltv_fallback_reason: the models' LTV when
+    every figure behind it is finite (and the spend and purchases not negative), else the
+    historical LTV; a figure that is not finite is left null."""
+    predicted = predicted.copy()
+    values = predicted[PREDICTION_COLUMNS].to_numpy(dtype=float)
+    usable = np.isfinite(values).all(axis=1) & (values[:, 1:] >= 0).all(axis=1)
+    for column in PREDICTION_COLUMNS:
+        predicted[column] = predicted[column].where(np.isfinite(predicted[column]))
+    if bg_nbd is None:
+        reason = FALLBACK_BG_NBD_NOT_FITTED
+    elif gamma_gamma is None:
+        reason = FALLBACK_GAMMA_GAMMA_NOT_FITTED
+    else:
+        reason = FALLBACK_PREDICTION_NOT_FINITE
+    predicted["ltv_method"] = np.where(usable, LTV_METHOD_MODEL, LTV_METHOD_HISTORICAL)
+    predicted["ltv_fallback_reason"] = np.where(usable, None, reason)
+    predicted["clv"] = np.where(
+        usable, predicted["clv"], historical_ltv(buyers["recent_revenue"], settings)
+    )
+    fallbacks = int((~usable).sum())
+    if fallbacks:
+        log.warning(
+            "%d of %d buyers get the historical LTV for %s (%s)",
+            fallbacks, len(predicted), settings.as_of, reason,
+        )  # fmt: skip
+    return predicted
 
 
 LTV_COLUMNS = [
@@ -319,12 +447,21 @@ LTV_COLUMNS = [
     "expected_purchases",
     "expected_avg_order_value",
     "predicted_revenue_ltv",
+    "ltv_method",
+    "ltv_fallback_reason",
     "applied_margin_rate",
     "margin_rate_basis",
     "predicted_gross_margin_ltv",
     "time_unit_days",
     "horizon_months",
     "as_of_date",
+]
+LTV_TEXT_COLUMNS = ("customer_id", "ltv_method", "ltv_fallback_reason", "margin_rate_basis")
+LTV_FLOAT_COLUMNS = [
+    column
+    for column in LTV_COLUMNS
+    if column not in (*LTV_TEXT_COLUMNS, "order_count", "horizon_months", "as_of_date")
+    and not column.endswith("_at")
 ]
 
 
@@ -342,6 +479,10 @@ class ChurnSettings:
     # the model of an earlier run is reused while younger than this many days (0: retrain on
     # every run)
     retrain_after_days: int = 7
+    # a buyer BG/NBD cannot score: churn probability = days since the last order / this,
+    # at most 1 (lifecycle.churned_days: the days without an order after which a buyer is
+    # churned)
+    churned_days: int = 365
 
 
 # What the churn features read, computed in DuckDB so that pandas only ever holds the rows of
@@ -412,7 +553,8 @@ def churn_model_evaluation(
 ) -> tuple[pd.DataFrame, churn.ChurnModel | None]:
     """Train on the training cutoffs, evaluate on the holdout cutoff: one row for as_of. When
     the training snapshots lack a cancelled or a kept subscription, the row says so
-    (is_model_trained false, no AUC, no coefficients) and no subscription is scored."""
+    (is_model_trained false, the reason in model_not_trained_reason, no AUC, no coefficients)
+    and no subscription is scored."""
     import json
 
     import pandas as pd
@@ -423,11 +565,12 @@ def churn_model_evaluation(
         ignore_index=True,
     )
     holdout = churn.snapshot(sources, split.holdout, split.label_days)
+    reason = None
     try:
         model = churn.fit_churn_model(train)
     except churn.NotEnoughTrainingData as error:
         log.warning("no subscription churn model for %s: %s", settings.as_of, error)
-        model = None
+        model, reason = None, str(error)
     result = churn.evaluate(model, holdout, settings.calibration_bins)
     row = {
         "as_of_date": settings.as_of,
@@ -446,6 +589,7 @@ def churn_model_evaluation(
         "holdout_brier_score": result["brier_score"],
         "calibration_bins": json.dumps(result["calibration"]),
         "is_model_trained": model is not None,
+        "model_not_trained_reason": reason,
         "model_coefficients": model.to_json() if model is not None else None,
         "library": "scikit-learn",
         "library_version": _version("scikit-learn"),
@@ -454,7 +598,15 @@ def churn_model_evaluation(
     for column in ("as_of_date", "trained_as_of_date", "train_first_cutoff_date",
                    "train_last_cutoff_date", "holdout_cutoff_date"):  # fmt: skip
         frame[column] = pd.to_datetime(frame[column]).dt.date
-    return frame, model
+    # numbers stay numbers without a model or a holdout (an all-null column has no type)
+    numbers = ("holdout_base_rate", "holdout_auc", "holdout_brier_score")
+    return frame.astype({column: "float64" for column in numbers}), model
+
+
+EVALUATION_TEXT_COLUMNS = (
+    "model_name", "calibration_bins", "model_not_trained_reason", "model_coefficients",
+    "library", "library_version",
+)  # fmt: skip
 
 
 def reusable_evaluation(previous: pd.DataFrame, settings: ChurnSettings) -> pd.DataFrame | None:
@@ -518,7 +670,7 @@ def _version(package: str) -> str:
 # per customer of customer_360 (ordered by id): its LTV figures and the scored subscription
 # (`{riskiest}`, the name of the registered frame), joined where the customers are
 _CHURN_RISK_SQL = """
-select customers.customer_id, ltv.order_count, ltv.probability_alive,
+select customers.customer_id, ltv.order_count, ltv.probability_alive, ltv.last_ordered_at,
     riskiest.* exclude (customer_id),
 from (select distinct customer_id from ({customers})) as customers
 left join ({ltv}) as ltv using (customer_id)
@@ -538,7 +690,9 @@ def customer_churn_risk(
     """One row per customer: the subscription model for customers with an active subscription
     (their riskiest active one), 1 - probability alive (BG/NBD) for other buyers, nothing for
     customers who never bought. Without a subscription model (too little history to train
-    one), subscribers who bought are scored by BG/NBD like other buyers.
+    one), subscribers who bought are scored by BG/NBD like other buyers. A buyer without a
+    BG/NBD probability alive (no BG/NBD model fitted) gets the recency rule: days since the
+    last order / churned_days, at most 1.
 
     `customers` and `ltv` are the DuckDB relations of customer_360 and customer_ltv, `session`
     their connection: the subscriptions are scored in pandas and joined to every customer
@@ -561,13 +715,19 @@ def customer_churn_risk(
         ).df()
     is_subscriber = frame["subscription_id"].notna().to_numpy()
     is_buyer = (frame["order_count"].fillna(0) > 0).to_numpy()
-    frame["churn_model"] = np.where(
-        is_subscriber, "subscription", np.where(is_buyer, "bg_nbd", None)
+    has_bg_nbd = is_buyer & frame["probability_alive"].notna().to_numpy()
+    model_name = np.select(
+        [is_subscriber, has_bg_nbd, is_buyer], ["subscription", "bg_nbd", "recency"], ""
     )
-    frame["churn_probability"] = np.where(
-        is_subscriber,
-        frame["churn_probability"],
-        np.where(is_buyer, 1.0 - frame["probability_alive"], np.nan),
+    frame["churn_model"] = np.where(model_name == "", None, model_name).astype(object)
+    frame["churn_probability"] = np.select(
+        [is_subscriber, has_bg_nbd, is_buyer],
+        [
+            frame["churn_probability"].astype(float),
+            1.0 - frame["probability_alive"].astype(float),
+            recency_churn_probability(frame["last_ordered_at"], settings),
+        ],
+        np.nan,
     )
     frame["churn_band"] = churn.churn_bands(
         frame["churn_probability"], settings.band_low, settings.band_medium
@@ -577,6 +737,19 @@ def customer_churn_risk(
     frame["subscription_id"] = frame["subscription_id"].astype("Int64")
     frame["as_of_date"] = settings.as_of
     return frame[CHURN_RISK_COLUMNS]
+
+
+def recency_churn_probability(last_ordered_at: pd.Series, settings: ChurnSettings) -> np.ndarray:
+    """The churn probability of buyers no model scores: days from the last order to as_of
+    over churned_days, at most 1 (a buyer churned_days without an order is churned, as in the
+    lifecycle stages); NaN without an order."""
+    import pandas as pd
+
+    times = pd.to_datetime(last_ordered_at)
+    if times.dt.tz is not None:
+        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    days = (pd.Timestamp(settings.as_of) - times).dt.days
+    return np.clip(days.to_numpy(dtype=float) / max(settings.churned_days, 1), 0.0, 1.0)
 
 
 CHURN_RISK_COLUMNS = [

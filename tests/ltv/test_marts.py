@@ -127,7 +127,8 @@ def test_churn_risk_picks_the_model_per_customer():
     )
     customers = pd.DataFrame({"customer_id": ["subscriber", "lapsed", "prospect"]})
     ltv = pd.DataFrame({"customer_id": ["subscriber", "lapsed", "prospect"],
-                        "order_count": [3, 2, 0], "probability_alive": [0.9, 0.25, None]})  # fmt: skip
+                        "order_count": [3, 2, 0], "probability_alive": [0.9, 0.25, None],
+                        "last_ordered_at": [T("2026-10-01"), T("2026-02-01"), None]})  # fmt: skip
     frame = customer_churn_risk(
         customers, ltv, sources, model, marts.ChurnSettings(as_of=AS_OF)
     ).set_index("customer_id")
@@ -163,11 +164,16 @@ def test_without_churn_history_no_model_is_kept_and_subscribers_fall_back_to_bg_
     row = evaluation.iloc[0]
     assert model is None
     assert not row["is_model_trained"]
-    assert row["model_coefficients"] is None and row["holdout_auc"] is None
+    assert row["model_coefficients"] is None and pd.isna(row["holdout_auc"])
+    assert row["model_not_trained_reason"] == (
+        "training snapshots need both cancelled and kept subscriptions; got 0 rows, 0 cancelled"
+    )
     assert (row["train_row_count"], row["holdout_row_count"]) == (0, 0)
     assert row["calibration_bins"] == "[]"
+    # the scores of the evaluation stay numbers without a model (an all-null column has no type)
+    assert evaluation["holdout_auc"].dtype == "float64"
     ltv = pd.DataFrame({"customer_id": ["subscriber"], "order_count": [2],
-                        "probability_alive": [0.8]})  # fmt: skip
+                        "probability_alive": [0.8], "last_ordered_at": [T("2026-10-01")]})  # fmt: skip
     risk = customer_churn_risk(ltv[["customer_id"]], ltv, sources, None, settings)
     assert risk.loc[0, "churn_model"] == "bg_nbd"
     assert risk.loc[0, "churn_probability"] == pytest.approx(0.2)
@@ -287,7 +293,7 @@ def _fits_of(day: date, buyers: int = 1000, **changes) -> pd.DataFrame:
             "model_name": model_name, "param_r": 0.5, "param_alpha": 4.0, "param_a": 0.8,
             "param_b": 2.4, "param_p": None, "param_q": None, "param_v": None,
             "customer_count": buyers if model_name == "bg_nbd" else buyers // 3,
-            "is_converged": True, "penalizer_coef": 0.001,
+            "is_fitted": True, "is_converged": True, "penalizer_coef": 0.0,
             "calibration_end_date": day - pd.Timedelta(days=1), "time_unit_days": 7.0,
             "horizon_months": 12, "annual_discount_rate": 0.1, "library": "lifetimes",
             "library_version": marts.models.fit_library_version(), **changes,
@@ -316,19 +322,28 @@ def test_ltv_fits_are_reused_until_they_are_too_old_or_the_buyers_changed():
     assert marts.reusable_fits(previous, 1050, replace(settings, refit_after_days=0)) is None
     assert marts.reusable_fits(previous, 1050, replace(settings, penalizer_coef=0.01)) is None
     assert marts.reusable_fits(previous, 1050, replace(settings, time_unit_days=1.0)) is None
-    assert marts.reusable_fits(_fits_of(day1, is_converged=False), 1050, settings) is None
+    # a fit redone at the retry penalty is what these settings give: reused...
+    retried = _fits_of(day1, is_converged=False, penalizer_coef=0.001)
+    assert marts.reusable_fits(retried, 1050, settings) is not None
+    # ... unless the penalizer asked for changed (the retry of 0.01 is 0.1)
+    assert marts.reusable_fits(retried, 1050, replace(settings, penalizer_coef=0.01)) is None
+    # a model that could not be fitted is tried again on the next run
+    unfitted = _fits_of(day1, is_fitted=False, is_converged=False)
+    assert marts.reusable_fits(unfitted, 1050, settings) is None
     assert marts.reusable_fits(_fits_of(day1, library_version="0.0"), 1050, settings) is None
     assert marts.reusable_fits(previous.iloc[:1], 1050, settings) is None  # one model missing
     assert marts.reusable_fits(previous.iloc[:0], 1050, settings) is None  # first run
     # rows written before fitted_as_of_date existed were fitted on their own date
-    legacy = previous.drop(columns="fitted_as_of_date")
+    legacy = previous.drop(columns=["fitted_as_of_date", "is_fitted"])
     assert set(marts.reusable_fits(legacy, 1000, settings)["fitted_as_of_date"]) == {day1}
+    # ... and is_fitted is null in rows written before it existed: they were fitted
+    assert marts.reusable_fits(previous.assign(is_fitted=None), 1000, settings) is not None
 
 
 def test_customer_ltv_predicts_with_reused_fits_as_with_the_fits_they_copy():
     previous = FITS[FITS["as_of_date"] == AS_OF].assign(
         model_fit_id=lambda f: str(AS_OF) + ":" + f["model_name"], fitted_as_of_date=AS_OF,
-        customer_count=[2, 1], is_converged=True, penalizer_coef=0.001, time_unit_days=7.0,
+        customer_count=[2, 1], is_converged=True, penalizer_coef=0.0, time_unit_days=7.0,
         library_version=marts.models.fit_library_version(),
     )  # fmt: skip
     later = replace(SETTINGS, as_of=date(2026, 11, 3))
@@ -383,3 +398,122 @@ def test_the_churn_model_is_reused_until_it_is_too_old_or_its_split_changed():
     assert marts.reusable_evaluation(untrained, settings) is None
     legacy = _evaluation_of(day1).drop(columns="trained_as_of_date")
     assert marts.reusable_evaluation(legacy, settings).iloc[0]["trained_as_of_date"] == day1
+
+
+# --- when the models cannot give an LTV ----------------------------------------------------
+
+NEW_BUYER = orders_of([("new", T("2026-10-01"), True, 800, 200)])
+# the historical LTV's discount: the mean of 1 / (1 + monthly rate)^month over the 12 months,
+# the monthly rate compounding to 10% a year
+MEAN_DISCOUNT = np.mean([(1.1 ** (1 / 12)) ** -month for month in range(1, 13)])
+
+
+def model_fits(orders: pd.DataFrame, settings: marts.LtvSettings) -> pd.DataFrame:
+    """marts.model_fits on a frame of orders, as a DuckDB relation like the dbt model's ref."""
+    with duckdb.connect() as con:
+        con.register("orders", orders)
+        return marts.model_fits(con, con.table("orders"), settings)
+
+
+def test_with_too_few_buyers_no_model_is_fitted_and_the_fits_say_why():
+    fits = model_fits(ORDERS, SETTINGS).set_index("model_name")
+    assert list(fits.index) == ["bg_nbd", "gamma_gamma"]
+    assert not fits["is_fitted"].any() and not fits["is_converged"].any()
+    assert fits.loc["bg_nbd", "fit_note"] == "not fitted: BG/NBD needs at least 5 buyers; found 2"
+    assert fits.loc["gamma_gamma", "fit_note"] == (
+        "not fitted: Gamma-Gamma needs at least 4 repeat buyers with a positive monetary value; "
+        "found 1"
+    )
+    assert list(fits["customer_count"]) == [2, 1]
+    assert list(fits["penalizer_coef"]) == [0.0, 0.0]
+    params = list(marts.FIT_PARAM_COLUMNS.values())
+    assert fits[[*params, "log_likelihood"]].isna().all().all()
+    # the parameters stay numbers: the incremental table keeps its column types
+    assert (fits[params].dtypes == "float64").all()
+
+
+def test_without_fitted_models_buyers_get_their_historical_ltv_with_the_reason():
+    orders = pd.concat([ORDERS, NEW_BUYER], ignore_index=True)
+    customers = pd.DataFrame({"customer_id": ["buyer", "free", "new", "prospect"]})
+    fits = model_fits(orders, SETTINGS)
+    frame = customer_ltv(customers, orders, fits, SETTINGS).set_index("customer_id")
+    buyers = frame.loc[["buyer", "free", "new"]]
+    assert (buyers["ltv_method"] == "historical").all()
+    assert (buyers["ltv_fallback_reason"] == "bg_nbd_not_fitted").all()
+    assert (
+        buyers[["probability_alive", "expected_purchases", "expected_avg_order_value"]]
+        .isna()
+        .all()
+        .all()
+    )
+    # the revenue of the last 12 months, spread over the next 12 and discounted monthly
+    assert MEAN_DISCOUNT == pytest.approx(0.95004, abs=1e-5)
+    expected = {"buyer": 4000 * MEAN_DISCOUNT, "free": 0.0, "new": 800 * MEAN_DISCOUNT}
+    for customer, value in expected.items():
+        assert frame.loc[customer, "predicted_revenue_ltv"] == pytest.approx(value, abs=0.005)
+    assert frame.loc["new", "predicted_gross_margin_ltv"] == pytest.approx(
+        0.25 * 800 * MEAN_DISCOUNT, abs=0.01
+    )
+    prospect = frame.loc["prospect"]
+    assert pd.isna(prospect["ltv_method"]) and pd.isna(prospect["ltv_fallback_reason"])
+    assert pd.isna(prospect["predicted_revenue_ltv"])
+
+
+def test_without_a_spend_model_buyers_keep_bg_nbd_and_get_their_historical_ltv():
+    fits = FITS.copy()
+    fits["is_fitted"] = fits["model_name"] == "bg_nbd"
+    fits.loc[fits["model_name"] == "gamma_gamma", ["param_p", "param_q", "param_v"]] = None
+    frame = customer_ltv(CUSTOMERS, ORDERS, fits, SETTINGS).set_index("customer_id")
+    buyer = frame.loc["buyer"]
+    assert (buyer["ltv_method"], buyer["ltv_fallback_reason"]) == (
+        "historical", "gamma_gamma_not_fitted"
+    )  # fmt: skip
+    assert 0 < buyer["probability_alive"] < 1 and buyer["expected_purchases"] > 0
+    assert pd.isna(buyer["expected_avg_order_value"])
+    assert buyer["predicted_revenue_ltv"] == pytest.approx(4000 * MEAN_DISCOUNT, abs=0.005)
+
+
+def test_a_prediction_that_is_not_finite_gives_way_to_the_historical_ltv():
+    """With a + b < 1 BG/NBD's expected purchases of a young one-time buyer are NaN (the
+    hypergeometric function of the formula has a negative third argument): that buyer gets the
+    historical LTV; the others keep the models'."""
+    fits = FITS.copy()
+    fits.loc[fits["model_name"] == "bg_nbd", ["param_r", "param_alpha", "param_a", "param_b"]] = [
+        0.5, 8.4, 0.1, 0.3,
+    ]  # fmt: skip
+    orders = pd.concat([ORDERS, NEW_BUYER], ignore_index=True)
+    customers = pd.DataFrame({"customer_id": ["buyer", "new"]})
+    frame = customer_ltv(customers, orders, fits, SETTINGS).set_index("customer_id")
+    assert frame.loc["buyer", "ltv_method"] == "bg_nbd_gamma_gamma"
+    new = frame.loc["new"]
+    assert (new["ltv_method"], new["ltv_fallback_reason"]) == (
+        "historical", "prediction_not_finite"
+    )  # fmt: skip
+    assert pd.isna(new["expected_purchases"]) and new["probability_alive"] == 1.0
+    assert new["predicted_revenue_ltv"] == pytest.approx(800 * MEAN_DISCOUNT, abs=0.005)
+
+
+def test_buyers_without_bg_nbd_get_the_recency_churn_rule():
+    customers = pd.DataFrame({"customer_id": ["recent", "lapsed", "prospect"]})
+    ltv = customers.assign(
+        order_count=[1, 3, 0], probability_alive=[None, None, None],
+        last_ordered_at=[T("2026-09-02 10:00"), T("2024-05-01"), None],
+    )  # fmt: skip
+    empty = {"subscriptions": ["subscription_id", "customer_id", "started_at", "cancelled_at",
+                               "subscription_status", "monthly_price"],
+             "orders": ["customer_id", "ordered_at"],
+             "web_events": ["customer_id", "anonymous_id", "occurred_at"],
+             "email_events": ["customer_id", "campaign_id", "event_type", "occurred_at"],
+             "tickets": ["customer_id", "created_at", "resolved_at", "csat_score"]}  # fmt: skip
+    sources = churn.ChurnSources(**{k: pd.DataFrame(columns=v) for k, v in empty.items()})
+    settings = marts.ChurnSettings(as_of=AS_OF, churned_days=365)
+    risk = customer_churn_risk(customers, ltv, sources, None, settings).set_index("customer_id")
+    models = risk["churn_model"].fillna("none").to_dict()
+    assert models == {"recent": "recency", "lapsed": "recency", "prospect": "none"}
+    assert risk.loc["recent", "churn_probability"] == pytest.approx(59 / 365)
+    assert risk.loc["recent", "churn_band"] == "low"
+    assert (risk.loc["lapsed", "churn_probability"], risk.loc["lapsed", "churn_band"]) == (
+        1.0,
+        "high",
+    )
+    assert pd.isna(risk.loc["prospect", "churn_probability"])

@@ -1,7 +1,9 @@
 -- One row per customer (every customer in customer_360): the campaign channel they respond to
 -- best and the hour and weekday (Asia/Tokyo) at which they open and click, from their campaign
 -- history before as_of_date. Customers with too little history get the population's best
--- (is_channel_fallback, is_time_fallback) so every customer has a value to activate on.
+-- (is_channel_fallback, is_time_fallback) so every customer has a value to activate on. With no
+-- campaign history at all the population has none either: the channel is then e-mail (the
+-- rule's tie-break) and the time null, and every customer still has their row.
 {%- set min_events = var('best_time_min_events', 3) %}
 with
 
@@ -169,8 +171,9 @@ chosen as (
         coalesce(channel_counts.line_send_count, 0) as line_send_count,
         coalesce(channel_counts.line_engaged_count, 0) as line_engaged_count,
         customer_channel.preferred_channel is null as is_channel_fallback,
-        coalesce(customer_channel.preferred_channel, population_channel.preferred_channel)
-            as preferred_channel,
+        coalesce(
+            customer_channel.preferred_channel, population_channel.preferred_channel, 'email'
+        ) as preferred_channel,
         coalesce(customer_engagement.engagement_event_count, 0) as engagement_event_count,
         coalesce(customer_engagement.engagement_event_count, 0) < {{ min_events }}
             as is_time_fallback,
@@ -196,9 +199,10 @@ chosen as (
         on customers.customer_id = customer_hour.customer_id
     left join customer_weekday
         on customers.customer_id = customer_weekday.customer_id
-    cross join population_channel
-    cross join population_hour
-    cross join population_weekday
+    -- left joins: a population without any campaign or engagement has no row
+    left join population_channel on true
+    left join population_hour on true
+    left join population_weekday on true
 ),
 
 final as (

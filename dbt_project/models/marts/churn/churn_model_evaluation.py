@@ -3,9 +3,12 @@ at earlier cutoffs, its holdout AUC, Brier score and calibration on a later cuto
 time), and its coefficients, which customer_churn_risk applies. A run retrains when the latest
 earlier model is retrain_after_days old or more, or when the label days, training cutoffs or
 library version changed; otherwise it keeps that row's model and evaluation
-(trained_as_of_date says which run trained it). Incremental on as_of_date."""
+(trained_as_of_date says which run trained it). Incremental on as_of_date. Without both
+cancelled and kept subscriptions to train on, the row says so (is_model_trained false, the reason
+in model_not_trained_reason)."""
 
 from crm360.ltv.marts import (
+    EVALUATION_TEXT_COLUMNS,
     ChurnSettings,
     as_arrow,
     churn_model_evaluation,
@@ -27,7 +30,7 @@ def model(dbt, session):
         previous = session.sql(f"select * from {dbt.this}").df()
         reused = reusable_evaluation(previous, settings)
         if reused is not None:
-            return as_arrow(reused)
+            return as_arrow(reused, EVALUATION_TEXT_COLUMNS)
     sources = read_churn_sources(
         session,
         linked=dbt.ref("int_customers__linked"),
@@ -38,4 +41,4 @@ def model(dbt, session):
         tickets=dbt.ref("stg_support__tickets"),
     )
     evaluation, _ = churn_model_evaluation(sources, settings)
-    return as_arrow(evaluation)
+    return as_arrow(evaluation, EVALUATION_TEXT_COLUMNS)

@@ -1,6 +1,7 @@
 """One row per customer of customer_360: the churn probability and band, from the subscription
 model (customers with an active subscription; coefficients from churn_model_evaluation for this
-as_of_date) or from BG/NBD (1 - probability alive, other buyers), with the features used."""
+as_of_date) or from BG/NBD (1 - probability alive, other buyers), with the features used; a buyer
+without a BG/NBD model gets the recency rule (days since the last order / churned_days)."""
 
 from crm360.ltv.churn import ChurnModel
 from crm360.ltv.marts import (
@@ -19,6 +20,7 @@ def model(dbt, session):
         label_days=int(dbt.config.get("label_days")),
         band_low=float(dbt.config.get("band_low")),
         band_medium=float(dbt.config.get("band_medium")),
+        churned_days=int(dbt.config.get("churned_days")),
     )
     evaluation = evaluation_for(dbt.ref("churn_model_evaluation").df(), settings.as_of)
     sources = read_churn_sources(
@@ -40,4 +42,4 @@ def model(dbt, session):
         else None,
         settings=settings,
     )
-    return as_arrow(risk)
+    return as_arrow(risk, ("customer_id", "churn_model", "churn_band"))

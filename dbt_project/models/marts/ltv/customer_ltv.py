@@ -1,8 +1,9 @@
 """One row per customer of customer_360: order history, BG/NBD and Gamma-Gamma predictions with
 the parameters in ltv_model_fits for this as_of_date (no second fit), and the discounted revenue
-and gross-margin LTV over the horizon."""
+and gross-margin LTV over the horizon. A buyer the models cannot predict (a model not fitted,
+a figure not finite) gets the historical LTV, with the reason in ltv_fallback_reason."""
 
-from crm360.ltv.marts import LtvSettings, as_arrow, customer_ltv, parse_as_of
+from crm360.ltv.marts import LTV_TEXT_COLUMNS, LtvSettings, as_arrow, customer_ltv, parse_as_of
 
 
 def model(dbt, session):
@@ -22,5 +23,6 @@ def model(dbt, session):
             orders=dbt.ref("int_orders__priced"),
             fits=dbt.ref("ltv_model_fits").df(),
             settings=settings,
-        )
+        ),
+        LTV_TEXT_COLUMNS,
     )

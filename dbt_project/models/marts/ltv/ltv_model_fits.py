@@ -3,9 +3,11 @@ the completed orders before as_of_date, with their diagnostics. A run refits whe
 earlier fits are refit_after_days old or more, when the number of buyers has changed by more
 than refit_after_growth, or when the fit's settings changed; otherwise it keeps their
 parameters (fitted_as_of_date says which run fitted them). Incremental on model_fit_id: earlier
-as_of dates keep their rows, a rerun replaces its own."""
+as_of dates keep their rows, a rerun replaces its own. A model the data cannot give (too few
+buyers, no repeat buyer) keeps its row with is_fitted false and the reason in fit_note."""
 
 from crm360.ltv.marts import (
+    FIT_TEXT_COLUMNS,
     LtvSettings,
     as_arrow,
     buyer_count_sql,
@@ -31,5 +33,5 @@ def model(dbt, session):
         (buyers,) = session.sql(buyer_count_sql(orders.sql_query(), settings.as_of)).fetchall()[0]
         reused = reusable_fits(previous, buyers, settings)
         if reused is not None:
-            return as_arrow(reused)
-    return as_arrow(model_fits(session, orders, settings))
+            return as_arrow(reused, FIT_TEXT_COLUMNS)
+    return as_arrow(model_fits(session, orders, settings), FIT_TEXT_COLUMNS)
