@@ -3,6 +3,7 @@
 crm360 demo                 generate the demo sources, run the daily DAG, print the summary
 crm360 generate --out DIR   write demo source exports (deterministic for a seed)
 crm360 run --date D         run the daily DAG once for logical date D with `airflow dags test`
+crm360 check                validate every configuration file before a run
 
 `run` and `demo` print each task as it starts and ends; when a run fails they print the failed
 task, its error and the run report, and exit non-zero, as they do for a date the DAGs cannot
@@ -296,14 +297,34 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from crm360.config_check import configuration_problems
+
+    problems = configuration_problems(load_settings())
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print("configuration ok: contracts, sources, identity, quality, audiences")
+    return 2 if problems else 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    from crm360.config_check import configuration_problems
+
     settings = load_settings()
     started = time.monotonic()
     try:
-        ok = run_with_progress(settings, args.date)
+        check_logical_date(args.date, DAG_ID)
     except AsOfDateError as exc:
         print(f"crm360 run: {exc}", file=sys.stderr)
         return 2
+    problems = configuration_problems(settings)
+    if problems:
+        print("crm360 run: invalid configuration, nothing was run:", file=sys.stderr)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 2
+    ok = run_with_progress(settings, args.date)
     if not ok:
         return 1
     print_summary(settings, time.monotonic() - started)
@@ -431,6 +452,11 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--as-of", type=date.fromisoformat, default=DEMO_AS_OF)
     gen.set_defaults(func=_cmd_generate)
+
+    check = sub.add_parser(
+        "check", help="validate every configuration file (sources, contracts, identity, ...)"
+    )
+    check.set_defaults(func=_cmd_check)
 
     run = sub.add_parser("run", help="run the daily DAG once (airflow dags test)")
     run.add_argument(

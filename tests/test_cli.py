@@ -244,3 +244,31 @@ def test_each_failed_tasks_error_is_read_from_its_last_attempt_in_the_log():
         "ingest_support": "SourceApiError: HTTP 500 from /tickets",
         "dbt_build": "DbtError: dbt build failed (exit 1):\n  customer_rfm: Binder Error: column x not found",
     }
+
+
+def test_check_names_each_configuration_problem_and_run_refuses_to_start(
+    tmp_path, monkeypatch, capsys
+):
+    settings = use_settings(monkeypatch, tmp_path)
+    settings.source_dir.mkdir(parents=True)
+    assert main(["check"]) == 0
+    assert "configuration ok" in capsys.readouterr().out
+
+    (tmp_path / "sources.yml").write_text(
+        'sources:\n  crm:\n    contacts:\n      files: "crm/*.csv"\n      colums: {顧客ID: contact_id}\n'
+        '  shop:\n    url: "mysql://crm@db/shop"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("CRM360_SOURCES_CONFIG", str(tmp_path / "sources.yml"))
+    assert main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert "line 5: sources.crm.contacts.colums: unknown key; did you mean 'columns'?" in err
+    text = (tmp_path / "sources.yml").read_text(encoding="utf-8")
+    (tmp_path / "sources.yml").write_text(text.replace("colums", "columns"), encoding="utf-8")
+    assert main(["check"]) == 2
+    assert "line 7: sources.shop.url: unsupported database 'mysql'" in capsys.readouterr().err
+
+    assert main(["run", "--date", "2026-11-01"]) == 2
+    assert "invalid configuration, nothing was run" in capsys.readouterr().err
+    assert not settings.warehouse.exists()
+    assert not (tmp_path / "airflow" / "airflow.db").exists()
