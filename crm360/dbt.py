@@ -27,6 +27,13 @@ class DbtError(RuntimeError):
     """A dbt command failed; the message carries the failing nodes."""
 
 
+class DbtDataTestFailed(DbtError):
+    """dbt's data tests failed and nothing else did: the data breaks a rule, and building again
+    on the same data fails the same way, so the task is not retried."""
+
+    permanent = True
+
+
 def dbt_executable() -> str:
     candidate = Path(sys.executable).with_name("dbt")
     return str(candidate) if candidate.exists() else "dbt"
@@ -68,7 +75,10 @@ def run_dbt(
     summary = _summarise(settings.dbt_target_dir / "run_results.json")
     if proc.returncode != 0:
         failed = "; ".join(summary.get("failed", [])) or proc.stderr.strip()[-2000:]
-        raise DbtError(f"dbt {' '.join(args)} failed (exit {proc.returncode}): {failed}")
+        statuses = set(summary.get("statuses", {}))
+        only_tests = "fail" in statuses and "error" not in statuses
+        error = DbtDataTestFailed if only_tests else DbtError
+        raise error(f"dbt {' '.join(args)} failed (exit {proc.returncode}): {failed}")
     return summary
 
 

@@ -105,7 +105,7 @@ def test_run_refuses_a_date_the_dags_cannot_run_before_running_anything(
 
 @pytest.mark.slow
 def test_a_run_that_ran_no_task_is_a_failure_that_says_so(tmp_path, monkeypatch, capsys):
-    use_settings(monkeypatch, tmp_path)
+    use_settings(monkeypatch, tmp_path).source_dir.mkdir(parents=True)
     monkeypatch.setenv("CRM360_START_DATE", "2026-01-01")
     # past the check before the run, as a DAG whose dates the check does not know would be
     monkeypatch.setattr("crm360.cli.check_logical_date", lambda *args: None)

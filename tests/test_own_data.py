@@ -60,7 +60,7 @@ sources:
     customers:
       query: >-
         select kaiin_id as customer_id, cast(kaiin_id as text) as contact_id,
-          min(order_date) as created_at, max(order_date) as updated_at
+          min(order_date) as created_at, min(order_date) as updated_at
         from juchu group by kaiin_id
     orders:
       query: select order_no, kaiin_id, order_date, status, order_date as updated_at from juchu

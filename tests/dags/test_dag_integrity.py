@@ -89,6 +89,13 @@ def test_contract_and_configuration_errors_fail_at_once_others_are_retried():
         RetryAction.DEFAULT
     )
     assert decide(OSError("Could not set lock on file crm360.duckdb")) == RetryAction.DEFAULT
+    # dbt: failed data tests are the data's verdict; a model that errored may be transient
+    from crm360.dbt import DbtDataTestFailed, DbtError
+
+    assert decide(DbtDataTestFailed("relationships_stg_shop__orders: Got 3 results")) == (
+        RetryAction.FAIL
+    )
+    assert decide(DbtError("customer_rfm: IO Error: could not set lock")) == RetryAction.DEFAULT
 
 
 def test_published_marts_schedule_the_audience_export(dagbag):
