@@ -143,3 +143,35 @@ def test_cp932_export_with_tabs_and_an_empty_file(tmp_path, monkeypatch):
     assert [(r.rows_read, r.rows_loaded) for r in results] == [(1, 1), (0, 0)]
     assert rows == [("1", "髙橋", "true", "2026-10-02T18:30:00+09:00")]
     assert files == [("crm/a_20261001.tsv", "cp932"), ("crm/b_20261002.tsv", "cp932")]
+
+
+def test_an_object_whose_files_never_arrived_is_named_in_the_outcome(tmp_path, monkeypatch):
+    from datetime import UTC, datetime
+
+    from ingestion import ingest
+
+    config = tmp_path / "sources.yml"
+    config.write_text(
+        'sources:\n  social:\n    mentions: {files: "social/mentions_*.jsonl"}\n'
+        '    referrals: {files: "social/referrals.csv"}\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("CRM360_SOURCES_CONFIG", str(config))
+    folder = tmp_path / "src" / "social"
+    folder.mkdir(parents=True)
+    (folder / "mentions_20261030.jsonl").write_bytes(b"")  # an empty export: no rows, no error
+    with connect(tmp_path / "w.duckdb") as con:
+        outcome = ingest("social", con, tmp_path / "src", datetime(2026, 11, 1, tzinfo=UTC))
+        tables = con.execute(
+            "select table_name from information_schema.tables where table_schema = 'raw' "
+            "and table_name like 'social_%' order by 1"
+        ).fetchall()
+    assert [(r.object, r.rows_read) for r in outcome.loads] == [("mentions", 0)]
+    assert outcome.skipped is None
+    assert outcome.notes == [
+        f"social.mentions: no rows yet from files 'social/mentions_*.jsonl' under {tmp_path / 'src'}",
+        f"social.referrals: no rows yet from files 'social/referrals.csv' under {tmp_path / 'src'}",
+    ]
+    assert outcome.as_dict()["feeds"]  # what the marts lose, for the run report
+    # the staging models read empty tables rather than failing on missing ones
+    assert tables == [("social_mentions",), ("social_referrals",)]
