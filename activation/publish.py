@@ -183,15 +183,27 @@ def _encodable(character: str, encoding: str) -> bool:
     return True
 
 
-def previous_members(audience_dir: Path) -> tuple[str | None, pl.DataFrame | None]:
-    """The run id and members of the export `latest.json` points to (None before the first)."""
+def previous_members(audience_dir: Path, run_id: str) -> tuple[str | None, pl.DataFrame | None]:
+    """The run id and members of the export this run's deltas are against: the one
+    `latest.json` points to, or, when that is this same run (a retry, a manual re-run, a
+    duplicate Asset event), the export it was itself compared with, so that a re-run's delta
+    files carry the same additions and removals as the first run's (None before the first)."""
     import polars as pl
 
     pointer = audience_dir / "latest.json"
     if not pointer.exists():
         return None, None
     latest = json.loads(pointer.read_text(encoding="utf-8"))
-    members = audience_dir / latest["path"] / "members.parquet"
+    folder = audience_dir / latest["path"]
+    if latest["run_id"] == run_id:
+        manifest = folder / "manifest.json"
+        base = json.loads(manifest.read_text(encoding="utf-8")) if manifest.exists() else {}
+        previous_run = base.get("delta", {}).get("previous_run_id")
+        if previous_run is None:
+            return None, None
+        folder = audience_dir / run_folder_name(previous_run)
+        latest = {"run_id": previous_run}
+    members = folder / "members.parquet"
     if not members.exists():
         return latest["run_id"], None
     return latest["run_id"], pl.read_parquet(members)
@@ -214,7 +226,7 @@ def publish_audience(
     members = members.select(keep)
 
     audience_dir = export_dir / audience.name
-    previous_run, previous = previous_members(audience_dir)
+    previous_run, previous = previous_members(audience_dir, run_id)
     if previous is None:
         added, removed = members, members.clear()
     else:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crm360.redact import redact_url
 from ingestion.config import ObjectConfig, resolve_url, source_config
 from ingestion.contracts import ContractError, ObjectContract, load_contract
 from ingestion.mapping import ObjectMapping
@@ -145,7 +146,7 @@ def load(
     ):
         obj = config.objects.get(contract.name)
         read_from = f"query:{contract.name}" if obj and obj.query else _table(contract, obj)
-        location = f"{url}#{read_from}"
+        location = f"{redact_url(url)}#{read_from}"
         state = [set_watermark(SOURCE, contract.name, as_of)]
         mapping = ObjectMapping.of(config, obj)
         results.append(load_object(con, contract, frame, location, run_id, state, mapping=mapping))

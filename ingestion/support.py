@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
+from crm360.redact import redact_url
 from ingestion.config import resolve_url, source_config
 from ingestion.contracts import load_contract
 from ingestion.files import json_value_as_text
@@ -62,18 +63,18 @@ def get_json(
             body = exc.read().decode("utf-8", errors="replace")[:300]
             if exc.code == 429:
                 wait = _retry_after(exc.headers.get("Retry-After"), wait)
-                log.warning("%s: HTTP 429, retrying after %.1f s", url, wait)
+                log.warning("%s: HTTP 429, retrying after %.1f s", redact_url(url), wait)
             elif exc.code >= 500:
-                log.warning("%s: HTTP %d, retrying in %.1f s", url, exc.code, wait)
+                log.warning("%s: HTTP %d, retrying in %.1f s", redact_url(url), exc.code, wait)
             else:
-                raise SourceApiError(f"{url}: HTTP {exc.code}: {body}") from exc
+                raise SourceApiError(f"{redact_url(url)}: HTTP {exc.code}: {body}") from exc
             last = f"HTTP {exc.code}: {body}"
         except urllib.error.URLError as exc:
-            log.warning("%s: %s, retrying in %.1f s", url, exc.reason, wait)
+            log.warning("%s: %s, retrying in %.1f s", redact_url(url), exc.reason, wait)
             last = str(exc.reason)
         if attempt < max_attempts:
             sleep(wait)
-    raise SourceApiError(f"{url}: gave up after {max_attempts} attempts (last: {last})")
+    raise SourceApiError(f"{redact_url(url)}: gave up after {max_attempts} attempts (last: {last})")
 
 
 def fetch_tickets(
@@ -124,7 +125,9 @@ def load(
         {c: [json_value_as_text(t.get(c)) for t in tickets] for c in columns},
         schema={c: pl.String for c in columns},
     )
-    location = f"{url}/tickets?updated_since={since.isoformat()}&updated_before={as_of.isoformat()}"
+    location = redact_url(
+        f"{url}/tickets?updated_since={since.isoformat()}&updated_before={as_of.isoformat()}"
+    )
     state = [set_watermark(SOURCE, contract.name, as_of)]
     mapping = ObjectMapping.of(config, config.objects.get(contract.name))
     return [load_object(con, contract, frame, location, run_id, state, mapping=mapping)]

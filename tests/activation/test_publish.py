@@ -117,6 +117,26 @@ def test_rerun_of_the_same_run_replaces_its_own_folder(warehouse, audience, sett
     ]
 
 
+def test_a_rerun_of_the_same_run_keeps_its_deltas(warehouse, settings, tmp_path):
+    """A retry or a duplicate Asset event must not compare the run with itself: the removals
+    would never reach the marketing tool."""
+    body = ALL_FORMATS.replace("control_group_percent: 20", "control_group_percent: 0")
+    audience = load_audience(write_definition(tmp_path, "everyone", body))
+    publish.publish_audience(warehouse, audience, settings.export_dir, "run1", PASSED)
+    write_base(warehouse, [{"customer_id": "cus_a"}, {"customer_id": "cus_e"}])
+    first = publish.publish_audience(warehouse, audience, settings.export_dir, "run2", PASSED)
+    folder = settings.export_dir / "everyone" / "run2"
+    before = {p.name: p.read_bytes() for p in folder.glob("*.removed.*")}
+
+    again = publish.publish_audience(warehouse, audience, settings.export_dir, "run2", PASSED)
+
+    assert (again["added"], again["removed"]) == (first["added"], first["removed"]) == (1, 2)
+    assert [r["customer_id"] for r in read_rows(folder / "plain.removed.csv")] == ["cus_c", "cus_d"]
+    assert {p.name: p.read_bytes() for p in folder.glob("*.removed.*")} == before
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["delta"] == {"previous_run_id": "run1", "added": 1, "removed": 2}
+
+
 # --- suppression, every format ----------------------------------------------------------------
 
 ALL_FORMATS = """name: everyone

@@ -58,7 +58,10 @@ def test_postgres_loads_the_same_rows_as_sqlite(postgres_url, tmp_path, monkeypa
             "select sum(cast(order_id as bigint)) from raw.shop_orders"
         ).fetchone()
 
-    monkeypatch.setenv("AIRFLOW_CONN_CRM360_SHOP", postgres_url)
+    # a password in the URL (the server trusts local connections and ignores it) must not be
+    # stored with the rows
+    with_password = postgres_url.replace("postgres@", "postgres:s3cr3t-pw@")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM360_SHOP", with_password)
     with connect(tmp_path / "pg.duckdb") as con:
         results = shop.load(con, tmp_path / "src", AS_OF)
         from_pg = {r.object: (r.rows_read, r.rows_quarantined) for r in results}
@@ -70,6 +73,13 @@ def test_postgres_loads_the_same_rows_as_sqlite(postgres_url, tmp_path, monkeypa
             "select count(*) from raw.shop_orders where try_cast(ordered_at as timestamptz) is null"
         ).fetchone()
         again = shop.load(con, tmp_path / "src", AS_OF)
+        stored = con.execute(
+            "select count(*) from (select source_location from raw._loads union all "
+            "select source_location from raw._quarantine union all "
+            "select _source_location from raw.shop_orders union all "
+            "select _source_location from raw.shop_customers) where source_location like '%s3cr3t%'"
+        ).fetchone()[0]
+        masked = con.execute("select any_value(source_location) from raw._loads").fetchone()[0]
 
     assert results[0].source_location.startswith("postgresql://")
     from_sqlite["customers"] = (from_sqlite["customers"][0] - 1, from_sqlite["customers"][1] - 1)
@@ -77,3 +87,5 @@ def test_postgres_loads_the_same_rows_as_sqlite(postgres_url, tmp_path, monkeypa
     assert pg_orders == sqlite_orders
     assert bad_times == (0,)
     assert again == []  # watermark reached: nothing read twice
+    assert stored == 0
+    assert masked.startswith("postgresql://postgres:***@127.0.0.1:")
