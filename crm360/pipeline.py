@@ -55,13 +55,15 @@ def ingest_source(
     skip it when the sources config leaves it out. Every configuration file is checked first:
     a mistake stops the run before anything is written."""
     from crm360.config_check import check_configuration
-    from ingestion import ingest
+    from ingestion import ingest, prefetch
 
     settings = settings or load_settings()
     started = time.monotonic()
     check_configuration(settings)
+    # a source read over the network is read before the warehouse's write lock is taken
+    fetched = prefetch(source, settings.warehouse, settings.source_dir, as_of)
     with connect(settings.warehouse) as con:
-        outcome = ingest(source, con, settings.source_dir, as_of, run_id)
+        outcome = ingest(source, con, settings.source_dir, as_of, run_id, fetched)
     return {**outcome.as_dict(), "seconds": _seconds_since(started)}
 
 

@@ -51,6 +51,7 @@ def ingest(
     source_dir: Path,
     as_of: datetime,
     run_id: str | None = None,
+    fetched: object | None = None,
 ) -> SourceOutcome:
     """Load one source as the sources config says (load_source), or skip it when the config
     leaves it out or disables it; either way every raw table of the source exists afterwards,
@@ -71,7 +72,7 @@ def ingest(
             raise ConfigError(
                 f"{source}: the source folder {source_dir} does not exist (set CRM360_SOURCE_DIR)"
             )
-        outcome.loads = load_source(source, con, source_dir, as_of, run_id)
+        outcome.loads = load_source(source, con, source_dir, as_of, run_id, fetched)
     ensure_raw_tables(con, list(contracts.values()))
     if outcome.skipped:
         log.warning(
@@ -122,8 +123,28 @@ def load_source(
     source_dir: Path,
     as_of: datetime,
     run_id: str | None = None,
+    fetched: object | None = None,
 ) -> list[LoadResult]:
+    """Load one source; `fetched` is what `prefetch` read for it before the warehouse was
+    opened (sources read over the network)."""
     if source not in SOURCES:
         raise KeyError(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
     module = importlib.import_module(f"ingestion.{source}")
+    if fetched is not None:
+        return module.load(con, source_dir, as_of, run_id, fetched=fetched)
     return module.load(con, source_dir, as_of, run_id)
+
+
+def prefetch(source: str, warehouse: Path, source_dir: Path, as_of: datetime) -> object | None:
+    """What a source reads over the network, read before the warehouse is opened for the load,
+    so that a slow API does not hold the warehouse's one write lock; the warehouse is opened
+    only for a moment, to read the watermark. None for sources read otherwise, or when nothing
+    is due."""
+    from crm360.warehouse import connect
+
+    module = importlib.import_module(f"ingestion.{source}")
+    if not hasattr(module, "fetch"):
+        return None
+    with connect(warehouse) as con:
+        since = module.watermark(con)
+    return module.fetch(source_dir, as_of, since)

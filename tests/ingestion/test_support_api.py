@@ -7,8 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+import ingestion.support as support
 from crm360.demo.support_api import Faults, serve_tickets
+from crm360.warehouse import connect
 from ingestion.support import SourceApiError, fetch_tickets, get_json
+from ingestion.watermarks import EPOCH
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 
@@ -96,3 +99,64 @@ def test_serves_tickets_ordered_by_update_time_and_id_as_written(tmp_path):
     assert [t["ticket_id"] for t in everything] == ["C", 7, "A", "B"]
     assert [t["ticket_id"] for t in october] == [7, "A", "B"]
     assert everything[2] == rows[1] and everything[3] == rows[0]
+
+
+@pytest.fixture
+def demo_helpdesk(tmp_path, monkeypatch):
+    """A source folder with valid tickets, read through the bundled demo API ("demo" URL)."""
+    monkeypatch.delenv("CRM360_SOURCES_CONFIG", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_CRM360_SUPPORT_API", raising=False)
+    source_dir = tmp_path / "sources"
+    (source_dir / "support").mkdir(parents=True)
+    rows = [
+        {"ticket_id": f"T{i}", "category": "billing", "channel": "chat", "status": "open",
+         "created_at": (START + timedelta(hours=i)).isoformat(),
+         "updated_at": (START + timedelta(hours=i)).isoformat()}
+        for i in range(6)
+    ]  # fmt: skip
+    lines = "".join(json.dumps(r) + "\n" for r in rows)
+    (source_dir / "support" / "tickets.jsonl").write_text(lines, encoding="utf-8")
+    return source_dir
+
+
+def test_fetch_needs_no_warehouse_and_load_writes_what_was_fetched(
+    demo_helpdesk, tmp_path, monkeypatch
+):
+    """The API is read before the warehouse is opened; the write makes no request."""
+    as_of = START + timedelta(days=1)
+    fetched = support.fetch(demo_helpdesk, as_of, since=EPOCH)
+    assert [t["ticket_id"] for t in fetched.tickets] == [f"T{i}" for i in range(6)]
+
+    def no_request(*args, **kwargs):
+        raise AssertionError("load read the API although the tickets were fetched")
+
+    monkeypatch.setattr(support, "fetch_tickets", no_request)
+    with connect(tmp_path / "warehouse.duckdb") as con:
+        (result,) = support.load(con, demo_helpdesk, as_of, "run-1", fetched=fetched)
+        loaded = con.execute("select count(*) from raw.support_tickets").fetchone()[0]
+        watermark = support.watermark(con)
+    assert (result.rows_read, result.rows_loaded, loaded) == (6, 6, 6)
+    assert result.source_location == fetched.location
+    assert watermark == as_of
+
+
+def test_a_fetch_overtaken_by_another_load_is_read_again_from_the_watermark(
+    demo_helpdesk, tmp_path, monkeypatch
+):
+    """Another run moved the watermark between the fetch and the write."""
+    first, second = START + timedelta(hours=3), START + timedelta(days=1)
+    stale = support.fetch(demo_helpdesk, second, since=EPOCH)
+    windows = []
+    real = support.fetch_tickets
+
+    def recorded(base_url, since, until, *args, **kwargs):
+        windows.append((since, until))
+        return real(base_url, since, until, *args, **kwargs)
+
+    monkeypatch.setattr(support, "fetch_tickets", recorded)
+    with connect(tmp_path / "warehouse.duckdb") as con:
+        support.load(con, demo_helpdesk, first, "run-1")
+        (result,) = support.load(con, demo_helpdesk, second, "run-2", fetched=stale)
+        loaded = con.execute("select count(*) from raw.support_tickets").fetchone()[0]
+    assert windows == [(EPOCH, first), (first, second)]
+    assert result.rows_loaded == 3 and loaded == 6
