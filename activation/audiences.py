@@ -112,46 +112,87 @@ def _function_name(function) -> str:
     from sqlglot import exp
 
     if isinstance(function, exp.Anonymous):
-        return str(function.this).lower()
+        return function.name.lower()
     return (function.sql_name() or "").lower()
 
 
 def _tree_problem(tree) -> str | None:
-    """What makes a parsed predicate unsafe or not boolean, if anything."""
+    """What makes a parsed predicate unsafe or not boolean, if anything.
+
+    Every function node counts, whatever its syntax: a call (`lower(email)`), a method call
+    (`email.lower()`), or a function sqlglot models as a predicate (`regexp_matches(...)`). Only
+    `and`, `or` and casts are operators rather than calls."""
     from sqlglot import exp
 
     forbidden = (exp.Query, exp.Subquery, exp.DDL, exp.DML, exp.Command, exp.Star)
     for node in tree.walk():
         if isinstance(node, forbidden):
             return f"must not contain a statement or subquery ({node.key})"
+        if isinstance(node, (exp.Placeholder, exp.Parameter, exp.Lambda)):
+            return f"must not contain a parameter or lambda ({node.sql(dialect='duckdb')!r})"
     boolean_roots = (exp.Connector, exp.Not, exp.Predicate, exp.Column, exp.Boolean, exp.Paren)
     if not isinstance(tree, boolean_roots):
         return f"must be a boolean expression, got {tree.key}: {tree.sql()!r}"
-    operators = (exp.Connector, exp.Predicate, exp.Cast, exp.Not, exp.Paren)
+    operators = (exp.And, exp.Or, exp.Cast, exp.TryCast)
     for function in tree.find_all(exp.Func):
         name = _function_name(function)
-        if not isinstance(function, operators) and name not in ALLOWED_FUNCTIONS:
+        if type(function) not in operators and name not in ALLOWED_FUNCTIONS:
             allowed = ", ".join(sorted(ALLOWED_FUNCTIONS))
-            return f"function {name!r} is not allowed (allowed: {allowed})"
+            return (
+                f"function {name!r} is not allowed: {function.sql(dialect='duckdb')} "
+                f"(allowed: {allowed})"
+            )
     return None
+
+
+def _referenced_columns(tree) -> tuple[set[str], str | None]:
+    """(the column names a predicate reads, problem or None).
+
+    sqlglot does not wrap every column in a Column node: the receiver of a method call
+    (`email.lower()`) or an argument of some functions (`lower(email).upper()`) is a bare
+    Identifier. So every identifier counts as a column, except a function's own name."""
+    from sqlglot import exp
+
+    used = set()
+    for node in tree.walk():
+        if isinstance(node, exp.Column) and node.table:
+            return used, f"column {node.sql()!r} must not be qualified"
+        if isinstance(node, exp.Dot) and not isinstance(node.expression, exp.Func):
+            return used, f"{node.sql()!r} must not be qualified or read a field"
+        function_name = node.arg_key == "this" and isinstance(node.parent, exp.Anonymous)
+        if isinstance(node, exp.Identifier) and not function_name:
+            used.add(node.name.lower())
+    return used, None
+
+
+def parse_predicate(where: str):
+    """The parsed `where` of a definition; raises AudienceDefinitionError when it is not one
+    safe boolean expression. Columns are not checked here (see validate_predicate)."""
+    tree, problem = _parse_one(where)
+    problem = problem or _tree_problem(tree)
+    if problem:
+        raise AudienceDefinitionError(f"where {problem}: {where!r}")
+    return tree
+
+
+def predicate_sql(where: str) -> str:
+    """The `where` as DuckDB SQL generated from its parsed tree, never the raw text: comments
+    are dropped, so a trailing `-- ...` cannot swallow the rest of the export query."""
+    return parse_predicate(where).sql(dialect="duckdb", comments=False)
 
 
 def validate_predicate(where: str, columns: frozenset[str]) -> tuple[frozenset[str], str | None]:
     """(columns used, problem or None) for an audience's `where`: exactly one boolean expression
     over known columns, with no statement, subquery, star or unlisted function."""
-    from sqlglot import exp
-
     tree, problem = _parse_one(where)
     if problem:
         return frozenset(), problem
     problem = _tree_problem(tree)
     if problem:
         return frozenset(), problem
-    used = set()
-    for column in tree.find_all(exp.Column):
-        if column.table:
-            return frozenset(), f"column {column.sql()!r} must not be qualified"
-        used.add(column.name.lower())
+    used, problem = _referenced_columns(tree)
+    if problem:
+        return frozenset(), problem
     unknown = sorted(used - columns)
     if unknown:
         return frozenset(), (

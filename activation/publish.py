@@ -17,6 +17,11 @@ is held back as the control group (recorded, never exported). A run folder is wr
 hidden temporary folder and renamed into place in one step; `latest.json` is replaced by rename
 after that, so a crash at any point leaves the previous export and pointer exactly as they
 were.
+
+Exports only move forward: `latest.json` records the marts' as-of date, and a run built on older
+marts than that is refused before anything is written. Every folder and file is checked to
+resolve inside the export folder. Removal files name a person by the identifiers needed to
+remove them and nothing more.
 """
 
 from __future__ import annotations
@@ -26,12 +31,12 @@ import json
 import os
 import re
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from activation import hashing
-from activation.audiences import Audience, Destination
+from activation.audiences import Audience, Destination, predicate_sql
 from crm360.fileio import sha256_of, write_atomic
 
 if TYPE_CHECKING:
@@ -48,6 +53,8 @@ SUPPRESSION_REASONS = (
 )
 # identifiers kept for every member, so that a later run can write removals in any format
 IDENTIFIER_COLUMNS = ("customer_id", "email", "phone_e164")
+# what a csv or parquet removal file holds: enough to remove the person, no e-mail, name or value
+REMOVAL_COLUMNS = ("customer_id",)
 EXTENSIONS = {
     "csv": "csv",
     "parquet": "parquet",
@@ -57,9 +64,76 @@ EXTENSIONS = {
 COUNTRY = "JP"
 
 
+class StaleExportError(RuntimeError):
+    """The run's marts are older than the export `latest.json` points to. Retrying cannot help."""
+
+    permanent = True
+
+
+class UnsafeExportPathError(RuntimeError):
+    """A folder or file of an export would resolve outside the export folder."""
+
+    permanent = True
+
+
 def run_folder_name(run_id: str) -> str:
     """A file-system safe folder name for an Airflow run id (which holds ':' and '+')."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")
+
+
+def _inside(path: Path, folder: Path, what: str) -> Path:
+    """`path`, which must resolve strictly inside `folder` (symbolic links followed)."""
+    resolved, root = path.resolve(), folder.resolve()
+    if resolved == root or not resolved.is_relative_to(root):
+        raise UnsafeExportPathError(
+            f"refusing to export: {what} {path} resolves to {resolved}, not inside {root}"
+        )
+    return path
+
+
+def _as_date(value) -> date | None:
+    """A date from a DuckDB value or an ISO text (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def marts_as_of(con: duckdb.DuckDBPyConnection) -> date | None:
+    """The as-of date of the marts this connection reads: `marts.customer_360`'s, or
+    `marts.audience_base`'s where customer_360 is absent (None when they hold no one)."""
+    tables = {
+        name
+        for (name,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts' "
+            "and table_name in ('customer_360', 'audience_base')"
+        ).fetchall()
+    }
+    table = "customer_360" if "customer_360" in tables else "audience_base"
+    return _as_date(con.execute(f"select max(as_of_date) from marts.{table}").fetchall()[0][0])
+
+
+def check_not_older(audience_dir: Path, run_id: str, as_of: date | None) -> None:
+    """Refuse a run whose marts are older than those of the export `latest.json` points to, so
+    that a late or replayed run never moves the files or the pointer back in time. The same
+    as-of date (a retry, a re-run) is allowed."""
+    pointer = audience_dir / "latest.json"
+    if not pointer.exists():
+        return
+    latest = json.loads(pointer.read_text(encoding="utf-8"))
+    current = _as_date(latest.get("as_of_date"))
+    if current is None:  # a pointer written before as-of dates were recorded
+        return
+    if as_of is None or as_of < current:
+        shown = f"are as of {as_of.isoformat()}" if as_of else "have no as-of date"
+        raise StaleExportError(
+            f"refusing to export {audience_dir.name} for run {run_id!r}: its marts {shown}, "
+            f"older than {current.isoformat()} of run {latest.get('run_id')!r}, which {pointer} "
+            f"points to"
+        )
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:
@@ -68,7 +142,8 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
 
 def audience_query(audience: Audience) -> str:
     """Every customer the definition selects, with the first suppression reason that applies
-    (null when none does)."""
+    (null when none does). The predicate is SQL generated from its parsed, checked tree."""
+    where = predicate_sql(audience.where)
     if audience.channel == "email":
         no_contact_point = "email is null or not coalesce(has_valid_email, false)"
     else:
@@ -91,7 +166,7 @@ def audience_query(audience: Audience) -> str:
                 when {cap} then 'contact_cap'
             end as suppression_reason,
         from marts.audience_base
-        where ({audience.where})
+        where ({where})
         order by customer_id
     """
 
@@ -141,12 +216,17 @@ def _hashed(frame: pl.DataFrame, columns: dict) -> pl.DataFrame:
     })  # fmt: skip
 
 
-def render(frame: pl.DataFrame, destination: Destination, columns: tuple[str, ...]):
-    """The rows of one destination's file: the audience's columns, or a platform's layout."""
+def render(
+    frame: pl.DataFrame, destination: Destination, columns: tuple[str, ...], part: str = "full"
+):
+    """The rows of one destination's file: the audience's columns, or a platform's layout.
+    A `removed` part of a csv or parquet file holds REMOVAL_COLUMNS only: whoever left, for
+    instance after asking for deletion, is not written out again in plain text. The platforms'
+    layouts hold hashed identifiers only, which their removal calls need."""
     import polars as pl
 
     if destination.format in ("csv", "parquet"):
-        return frame.select(list(columns))
+        return frame.select(list(REMOVAL_COLUMNS if part == "removed" else columns))
     if destination.format == "google_customer_match":
         out = _hashed(frame, {"Email": ("email", hashing.google_email),
                               "Phone": ("phone_e164", hashing.google_phone)})  # fmt: skip
@@ -194,14 +274,16 @@ def previous_members(audience_dir: Path, run_id: str) -> tuple[str | None, pl.Da
     if not pointer.exists():
         return None, None
     latest = json.loads(pointer.read_text(encoding="utf-8"))
-    folder = audience_dir / latest["path"]
+    folder = _inside(audience_dir / latest["path"], audience_dir, "the previous run folder")
     if latest["run_id"] == run_id:
         manifest = folder / "manifest.json"
         base = json.loads(manifest.read_text(encoding="utf-8")) if manifest.exists() else {}
         previous_run = base.get("delta", {}).get("previous_run_id")
         if previous_run is None:
             return None, None
-        folder = audience_dir / run_folder_name(previous_run)
+        folder = _inside(
+            audience_dir / run_folder_name(previous_run), audience_dir, "the previous run folder"
+        )
         latest = {"run_id": previous_run}
     members = folder / "members.parquet"
     if not members.exists():
@@ -215,17 +297,30 @@ def publish_audience(
     export_dir: Path,
     run_id: str,
     quality: dict,
+    as_of: date | None = None,
 ) -> dict:
     """Select, suppress and split the audience, write every destination's files, the delta
-    files and the manifest into a temporary folder, swap it into place, then move `latest`."""
+    files and the manifest into a temporary folder, swap it into place, then move `latest`.
+
+    `as_of` is the marts' as-of date (read from `con` when not given). A run older than the
+    export `latest.json` points to raises StaleExportError, and a folder or file that would
+    resolve outside `export_dir` raises UnsafeExportPathError, both before anything is
+    written."""
     import polars as pl
+
+    audience_dir = _inside(export_dir / audience.name, export_dir, "audience folder")
+    final = _inside(audience_dir / run_folder_name(run_id), audience_dir, "run folder")
+    if final.name.startswith("."):  # hidden names are the temporary and retired folders
+        raise UnsafeExportPathError(f"refusing to export: run folder {final.name!r} is hidden")
+    _inside(audience_dir / "latest.json", audience_dir, "pointer")
+    as_of = _as_date(as_of) if as_of is not None else marts_as_of(con)
+    check_not_older(audience_dir, run_id, as_of)
 
     eligible, counts = select_members(con, audience)
     members = eligible.filter(~pl.col("is_control"))
     keep = list(dict.fromkeys([*IDENTIFIER_COLUMNS, *audience.columns]))
     members = members.select(keep)
 
-    audience_dir = export_dir / audience.name
     previous_run, previous = previous_members(audience_dir, run_id)
     if previous is None:
         added, removed = members, members.clear()
@@ -238,8 +333,7 @@ def publish_audience(
         added = members.join(previous, on="customer_id", how="anti")
         removed = previous.join(members, on="customer_id", how="anti")
 
-    final = audience_dir / run_folder_name(run_id)
-    staging = audience_dir / f".tmp-{final.name}-{os.getpid()}"
+    staging = _inside(audience_dir / f".tmp-{final.name}-{os.getpid()}", audience_dir, "folder")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
 
@@ -247,8 +341,8 @@ def publish_audience(
     for destination in audience.destinations:
         extension = EXTENSIONS[destination.format]
         for part, frame in (("", members), (".added", added), (".removed", removed)):
-            path = staging / f"{destination.file_stem}{part}.{extension}"
-            rows = render(frame, destination, audience.columns)
+            path = _inside(staging / f"{destination.file_stem}{part}.{extension}", staging, "file")
+            rows = render(frame, destination, audience.columns, part.lstrip(".") or "full")
             info = _write(rows, path, destination)
             files.append({
                 "name": path.name,
@@ -267,6 +361,7 @@ def publish_audience(
         "channel": audience.channel,
         "where": audience.where,
         "run_id": run_id,
+        "as_of_date": as_of.isoformat() if as_of else None,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "row_count": members.height,
         "columns": list(audience.columns),
@@ -299,6 +394,7 @@ def publish_audience(
         audience_dir / "latest.json",
         {
             "run_id": run_id,
+            "as_of_date": as_of.isoformat() if as_of else None,
             "path": final.name,
             "manifest": f"{final.name}/manifest.json",
             "row_count": members.height,

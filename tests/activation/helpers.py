@@ -26,13 +26,14 @@ DEFAULTS = {
     "send_count_30d": 0,
     "rfm_segment": "At risk",
     "lifecycle_stage": "dormant",
+    "as_of_date": "2026-11-01",
 }
 TYPES = {
     "is_email_opted_in": "boolean", "has_unsubscribed": "boolean", "is_do_not_contact": "boolean",
     "is_deletion_requested": "boolean", "has_hard_bounced": "boolean",
     "has_valid_email": "boolean", "is_email_contactable": "boolean", "is_dormant": "boolean",
     "order_count": "integer", "total_revenue": "double", "send_count_7d": "integer",
-    "send_count_30d": "integer",
+    "send_count_30d": "integer", "as_of_date": "date",
 }  # fmt: skip
 
 

@@ -12,6 +12,7 @@ import random
 
 import polars as pl
 import pytest
+from conftest import MARTS_AS_OF
 
 import activation.publish as publish
 from activation import hashing
@@ -51,6 +52,7 @@ def test_publish_writes_files_manifest_and_latest(warehouse, audience, settings)
     assert {f["name"] for f in manifest["files"]} == {"esp.csv", "esp.added.csv", "esp.removed.csv"}
     latest = json.loads((settings.export_dir / "dormant" / "latest.json").read_text())
     assert latest["run_id"] == "run:1+x" and latest["path"] == "run_1_x"
+    assert latest["as_of_date"] == manifest["as_of_date"] == "2026-11-01"
 
 
 def snapshot(audience_dir):
@@ -370,6 +372,7 @@ def test_members_and_control_group_are_recorded_per_run(warehouse, settings, tmp
 @pytest.mark.slow
 def test_shipped_audiences_select_people_on_the_demo(mart_warehouse):
     with connect(mart_warehouse.warehouse, read_only=True) as con:
+        assert publish.marts_as_of(con) == MARTS_AS_OF
         for audience in load_audiences():
             _, counts = publish.select_members(con, audience)
             assert counts["selected"] > 0, audience.name
