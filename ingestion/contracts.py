@@ -19,15 +19,27 @@ from crm360.configfile import Strict, file_version, load_model
 
 CONTRACT_DIR = Path(__file__).parent / "contracts"
 
-# How a contract type is checked: DuckDB must be able to cast the raw value to this type.
+# How a contract type is checked: DuckDB must be able to cast the raw value to the type staging
+# casts it to (dbt_project/models/staging), so that a row the contract lets in cannot fail a
+# staging build. Integer types also take only whole numbers: DuckDB rounds '12.5' to 13.
 _CAST_TYPES = {
     "varchar": None,
-    "integer": "bigint",
-    "decimal": "decimal(18, 4)",
+    "integer": "integer",
+    "bigint": "bigint",
+    "decimal": "decimal(18, 2)",
     "boolean": "boolean",
     "date": "date",
     "timestamp": "timestamptz",
 }
+# what each numeric staging type holds, for the reason of a value out of its range
+_RANGES = {
+    "integer": "-2147483648 to 2147483647",
+    "bigint": "-9223372036854775808 to 9223372036854775807",
+    "decimal(18, 2)": "less than 10^16 in absolute value",
+}
+# a whole number as written: digits, optionally signed, optionally with a zero fraction (12.0,
+# as a JSON float reads)
+_WHOLE_NUMBER = r"[+-]?[0-9]+(\.0*)?"
 
 
 class ContractError(ValueError):
@@ -73,7 +85,7 @@ def contract_sources(contract_dir: Path = CONTRACT_DIR) -> list[str]:
     return sorted(p.stem for p in contract_dir.glob("*.yml"))
 
 
-ColumnType = Literal["varchar", "integer", "decimal", "boolean", "date", "timestamp"]
+ColumnType = Literal["varchar", "integer", "bigint", "decimal", "boolean", "date", "timestamp"]
 
 
 class ColumnSpec(Strict):
@@ -184,7 +196,9 @@ def _column_checks(col: Column) -> list[str]:
     if col.required:
         checks.append(f"when {text} is null then 'missing required value in {col.name}'")
     cast_type = _CAST_TYPES[col.type]
-    if cast_type:
+    if cast_type in _RANGES:
+        checks += _number_checks(col, text, cast_type)
+    elif cast_type:
         checks.append(
             f"when {text} is not null and try_cast({text} as {cast_type}) is null "
             f"then 'unparsable {col.type} in {col.name}: ' || {text}"
@@ -205,6 +219,28 @@ def _column_checks(col: Column) -> list[str]:
             f"when try_cast({text} as double) > {float(col.max)} "
             f"then 'value above {col.max:g} in {col.name}: ' || {text}"
         )
+    return checks
+
+
+def _number_checks(col: Column, text: str, cast_type: str) -> list[str]:
+    """`case` branches for a numeric column: a number, whole for an integer type, that fits the
+    type staging casts it to (reasons name the column and the value)."""
+    number = f"try_cast({text} as double)"
+    checks = [
+        f"when {text} is not null and not coalesce(isfinite({number}), false) "
+        f"then 'unparsable {col.type} in {col.name}: ' || {text}"
+    ]
+    if col.type in ("integer", "bigint"):
+        checks += [
+            f"when {text} is not null and {number} <> trunc({number}) "
+            f"then 'not a whole number in {col.name}: ' || {text}",
+            f"when {text} is not null and not regexp_full_match({text}, {_literal(_WHOLE_NUMBER)}) "
+            f"then 'unparsable {col.type} in {col.name}: ' || {text}",
+        ]
+    checks.append(
+        f"when {text} is not null and try_cast({text} as {cast_type}) is null "
+        f"then 'out of range in {col.name} ({cast_type} holds {_RANGES[cast_type]}): ' || {text}"
+    )
     return checks
 
 

@@ -7,12 +7,17 @@ table (columns as text, plus `_load_id`, `_source`, `_source_location`, `_source
 and the caller's load-state statements (file registry, watermark) run in the same transaction.
 A failure rolls everything back: nothing half-loaded, no state that claims otherwise.
 
+A file that cannot be read at all (quarantine_file) is one row of `raw._quarantine` (row 0,
+the reason, the file's name as the record) and a `raw._loads` row that counts it as one row
+read and quarantined, so that the counts still reconcile.
+
 Schema drift: a column the contract does not know is kept (added to the raw table) and logged;
 a missing required column fails the load with the file and column named.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -248,4 +253,42 @@ def load_object(
         "%s.%s from %s: read %d, loaded %d, quarantined %d",
         contract.source, contract.name, source_location, result.rows_read, loaded, quarantined,
     )  # fmt: skip
+    return result
+
+
+def quarantine_file(
+    con: duckdb.DuckDBPyConnection,
+    contract: ObjectContract,
+    source_location: str,
+    file_name: str,
+    reason: str,
+    run_id: str | None = None,
+    state: list[StateUpdate] | tuple[StateUpdate, ...] = (),
+) -> LoadResult:
+    """Record a file that cannot be read as a whole, in one transaction with `state`: one
+    `raw._quarantine` row (source row 0, `reason`, the record `{"file": file_name}`: never the
+    file's contents) and a `raw._loads` row of 1 row read, 0 loaded, 1 quarantined."""
+    started_at = datetime.now(UTC)
+    load_id = uuid.uuid4().hex
+    result = LoadResult(load_id, contract.source, contract.name, source_location, 1, 0, 1)
+    ensure_raw_schema(con)
+    try:
+        con.execute("begin transaction")
+        con.execute(
+            "insert into raw._quarantine values (?, ?, ?, ?, 0, ?, ?, ?)",
+            [load_id, contract.source, contract.name, source_location, reason,
+             json.dumps({"file": file_name}, ensure_ascii=False), started_at],
+        )  # fmt: skip
+        con.execute(
+            "insert into raw._loads values (?, ?, ?, ?, ?, 1, 0, 1, [], ?, ?)",
+            [load_id, run_id, contract.source, contract.name, source_location,
+             started_at, datetime.now(UTC)],
+        )  # fmt: skip
+        for update in state:
+            con.execute(update.sql, [p if p is not ... else load_id for p in update.params])
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    log.warning("%s.%s: quarantined the whole file: %s", contract.source, contract.name, reason)
     return result

@@ -243,6 +243,9 @@ def test_contract_rejects_values_outside_bounds():
 def test_files_read_ahead_load_in_order_once_and_stop_at_a_file_that_cannot_be_read(
     settings, monkeypatch
 ):
+    """A ContractError that is not about the file's content (a configuration error, such as an
+    unknown encoding) stops the source there; unreadable content is quarantined instead
+    (tests/faults/test_bad_input.py)."""
     import ingestion.files as files
 
     for day in (27, 28, 29, 30):
