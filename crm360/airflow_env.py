@@ -4,6 +4,10 @@ Used by the CLI and the tests to run the real DAG with `airflow dags test` (in-p
 scheduler or webserver to install), to follow its tasks while it runs and to read what
 happened afterwards (the metadata database's `dag_run` and `task_instance` rows, and each
 failed task's exception from its log).
+
+Everything Airflow creates here is private to the owner: its processes start with the umask
+of `crm360.settings.private_files`, and its task logs, which Airflow chmods itself (0664 by
+default), are made 0600 in folders 0700.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from crm360.settings import Settings
+from crm360.settings import PRIVATE_UMASK, Settings
 
 
 def airflow_env(settings: Settings, airflow_home: Path | None = None) -> dict[str, str]:
@@ -29,6 +33,12 @@ def airflow_env(settings: Settings, airflow_home: Path | None = None) -> dict[st
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get(
             "AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"
+        ),
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": os.environ.get(
+            "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS", "0o600"
+        ),
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": os.environ.get(
+            "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS", "0o700"
         ),
         "CRM360_HOME": str(settings.home),
         "CRM360_SOURCE_DIR": str(settings.source_dir),
@@ -49,13 +59,16 @@ def airflow_executable() -> str:
 
 def ensure_metadata_db(env: dict[str, str]) -> None:
     """Create or upgrade the SQLite metadata database (idempotent)."""
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True, mode=0o700)
     airflow = airflow_executable()
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, text=True)
+    subprocess.run(
+        [airflow, "db", "migrate"],
+        env=env, check=True, capture_output=True, text=True, umask=PRIVATE_UMASK,
+    )  # fmt: skip
     # DuckDB allows one writer: every task that writes the warehouse takes this pool's one slot
     subprocess.run(
         [airflow, "pools", "set", "warehouse_writer", "1", "tasks that write the DuckDB warehouse"],
-        env=env, check=True, capture_output=True, text=True,
+        env=env, check=True, capture_output=True, text=True, umask=PRIVATE_UMASK,
     )  # fmt: skip
 
 
@@ -70,15 +83,19 @@ def dags_test(
     each line to `on_line` as it comes."""
     cmd = [airflow_executable(), "dags", "test", dag_id, logical_date]
     if log_file is None:
-        return subprocess.run(cmd, env=env, check=False, capture_output=True, text=True)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+        return subprocess.run(
+            cmd, env=env, check=False, capture_output=True, text=True, umask=PRIVATE_UMASK
+        )
+    log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if on_line:  # each line as soon as it is written, to follow the run while it works
         env = {**env, "PYTHONUNBUFFERED": "1"}
+    private = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.chmod(log_file, 0o600)  # an earlier run's log keeps its mode otherwise
     with (
-        log_file.open("w", encoding="utf-8") as handle,
+        open(private, "w", encoding="utf-8") as handle,
         subprocess.Popen(
             cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            encoding="utf-8", errors="replace",
+            encoding="utf-8", errors="replace", umask=PRIVATE_UMASK,
         ) as proc,
     ):  # fmt: skip
         for line in proc.stdout:

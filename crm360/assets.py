@@ -3,17 +3,24 @@
 `PUBLISHED_MARTS` is updated by `crm360_daily.publish_marts` after the quality gate passed and
 the analysts' read-only copy was swapped; `crm360_audiences` is scheduled on it. Each event's
 `extra` carries the run that built the marts: `run_id`, `as_of_date` and `quality_status`.
+
+Every source's ingest task runs whatever the earlier ones did; `check_ingested_sources`, between
+ingestion and dbt, stops the run when a required source failed (see CRM360_OPTIONAL_SOURCES).
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Asset, RetryDecision, RetryPolicy
 
 from crm360.notify import on_task_failure
+from crm360.settings import private_files
 
 PUBLISHED_MARTS = Asset(name="crm360_published_marts", uri="crm360://warehouse/published/marts")
 
@@ -65,10 +72,68 @@ class PermanentErrorsFail(RetryPolicy):
         return RetryDecision.default()
 
 
+# The XCom in which a failing ingest task leaves its error for check_ingested_sources.
+SOURCE_ERROR_KEY = "error"
+
+
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
+
+
+def error_summary(exc: BaseException) -> str:
+    """One line for the run report: the exception's type and the first line of its message,
+    any URL in it without its credentials."""
+    from crm360.redact import redact_url
+
+    lines = str(exc).strip().splitlines()
+    line = _URL.sub(lambda url: redact_url(url[0]), lines[0] if lines else "")
+    return f"{type(exc).__name__}: {line}".rstrip(": ")[:500]
+
+
+@contextmanager
+def source_error_recorded(ti: Any) -> Iterator[None]:
+    """Around an ingest task's work: an exception is recorded as the task's XCom
+    `SOURCE_ERROR_KEY` (its summary) and raised again, so the task still fails and retries."""
+    try:
+        yield
+    except Exception as exc:
+        ti.xcom_push(key=SOURCE_ERROR_KEY, value=error_summary(exc))
+        raise
+
+
+def check_ingested_sources(ti: Any) -> dict:
+    """The gate between ingestion and dbt: the sources whose ingest task failed, from their
+    XComs; raises `crm360.report.RequiredSourceFailed` when one of them is required, else
+    returns them as `stale_sources` ({source: error}) after making sure their raw tables
+    exist (a source that never loaded has none), so the marts build without their new data."""
+    from crm360.report import check_sources, source_errors
+    from crm360.settings import load_settings, optional_sources
+    from crm360.warehouse import connect
+    from ingestion import SOURCES
+    from ingestion.contracts import load_contract
+    from ingestion.raw import ensure_raw_tables
+
+    failed = source_errors(
+        SOURCES,
+        lambda source: ti.xcom_pull(task_ids=f"ingest_{source}"),
+        lambda source: ti.xcom_pull(task_ids=f"ingest_{source}", key=SOURCE_ERROR_KEY),
+    )
+    result = check_sources(failed, optional_sources())
+    if result["stale_sources"]:
+        with connect(load_settings().warehouse) as con:
+            for source in result["stale_sources"]:
+                ensure_raw_tables(con, list(load_contract(source).values()))
+    return result
+
+
+def _private_files(context: Any) -> None:
+    private_files()
+
+
 def task_defaults(execution_timeout: timedelta) -> dict:
     """default_args of every DAG: retries with exponential backoff for transient failures (none
     for contract and configuration errors), a timeout, the one-slot pool of the tasks that write
-    DuckDB, and the failure notification."""
+    DuckDB, the failure notification, and private files (0600, folders 0700) for everything a
+    task creates."""
     return {
         "owner": "data-eng",
         "retries": 2,
@@ -78,4 +143,6 @@ def task_defaults(execution_timeout: timedelta) -> dict:
         "execution_timeout": execution_timeout,
         "pool": "warehouse_writer",
         "on_failure_callback": on_task_failure,
+        # the umask of the task's process, and of dbt and any other child it starts
+        "on_execute_callback": _private_files,
     }

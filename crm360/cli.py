@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from crm360.settings import Settings, load_settings
+from crm360.settings import Settings, load_settings, private_files
 
 DAG_ID = "crm360_daily"
 AUDIENCES_DAG_ID = "crm360_audiences"
@@ -488,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     manifest.set_defaults(func=_cmd_dbt_manifest)
 
     args = parser.parse_args(argv)
+    # files 0600, folders 0700: inherited by the Airflow, dbt and other processes started here
+    private_files()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return args.func(args)
 

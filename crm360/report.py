@@ -1,14 +1,15 @@
 """The run report: what one DAG run did, stored in `ops.run_reports` and printed in the log.
 
-Built from each step's result (XCom): rows read / loaded / quarantined per source, dbt's node
-counts, the row count of every mart, the data-quality result, the audiences exported and their
-sizes, and each stage's duration. A step that did not finish is reported as such.
+Built from each step's result (XCom): rows read / loaded / quarantined per source, the sources
+skipped or stale (an optional source that failed to load, with its error), dbt's node counts,
+the row count of every mart, the data-quality result, the audiences exported and their sizes,
+and each stage's duration. A step that did not finish is reported as such.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -28,6 +29,43 @@ create table if not exists ops.run_reports (
 """
 
 
+class RequiredSourceFailed(RuntimeError):
+    """A source that is not in CRM360_OPTIONAL_SOURCES failed to load: the run stops before dbt."""
+
+    permanent = True  # the source's own task had its retries
+
+
+def source_errors(
+    sources: Iterable[str],
+    result: Callable[[str], Any],
+    error: Callable[[str], Any],
+) -> dict[str, str]:
+    """The sources whose ingest task did not finish, each with its error summary:
+    `result(source)` is the task's result (None unless it succeeded), `error(source)` the
+    error it recorded (None if it recorded none, e.g. it never started)."""
+    return {
+        source: error(source) or "did not finish (no error recorded)"
+        for source in sources
+        if result(source) is None
+    }
+
+
+def check_sources(failed: dict[str, str], optional: Iterable[str]) -> dict:
+    """The gate between ingestion and dbt: raise RequiredSourceFailed, naming each required
+    source that failed and its error; else return the optional ones that failed as
+    `stale_sources` (the marts are built without their new data)."""
+    optional = set(optional)
+    required = {source: error for source, error in failed.items() if source not in optional}
+    if required:
+        raise RequiredSourceFailed(
+            "required source(s) failed to load, so the marts are not built: "
+            + "; ".join(f"{source}: {error}" for source, error in required.items())
+            + ". To build the marts without a source's new data when it fails, name it in "
+            "CRM360_OPTIONAL_SOURCES."
+        )
+    return {"stale_sources": dict(failed)}
+
+
 def build_report(
     run_id: str,
     dag_id: str,
@@ -40,10 +78,13 @@ def build_report(
     report: dict[str, Any] = {"run_id": run_id, "dag_id": dag_id, "as_of_date": as_of.isoformat()}
     stages, failed_at = {}, None
     ingested, skipped, notes = {}, {}, []
+    gate = pull("check_sources")
+    stale = gate["stale_sources"] if gate else {}
     for source in sources:
         result = pull(f"ingest_{source}")
         if result is None:
-            failed_at = failed_at or f"ingest_{source}"
+            if source not in stale:  # an optional source's failure does not fail the run
+                failed_at = failed_at or f"ingest_{source}"
             continue
         stages[f"ingest_{source}"] = result["seconds"]
         if result.get("skipped"):
@@ -59,6 +100,7 @@ def build_report(
         }
     report["sources"] = ingested
     report["skipped_sources"] = skipped
+    report["stale_sources"] = stale
     report["source_notes"] = notes
     for task_id, key in (
         ("dbt_staging", "dbt_staging"),
@@ -160,10 +202,9 @@ def _quality_lines(quality: dict | None) -> list[str]:
     return lines
 
 
-def format_report(report: dict) -> str:
-    lines = [f"run {report['run_id']} as of {report['as_of_date']}: {report['status']}"]
-    if report.get("marts_run_id"):
-        lines.append(f"  marts of run {report['marts_run_id']}")
+def _source_lines(report: dict) -> list[str]:
+    """Per source: rows read, loaded, quarantined; then the sources skipped or stale."""
+    lines = []
     if report.get("sources"):
         lines.append(f"  {'source':<10}{'read':>12}{'loaded':>12}{'quarantined':>13}{'seconds':>9}")
     for source, counts in report.get("sources", {}).items():
@@ -175,7 +216,17 @@ def format_report(report: dict) -> str:
     for source, skip in report.get("skipped_sources", {}).items():
         lines.append(f"  {source}: skipped, {skip['reason']}")
         lines += [f"    left empty: {item}" for item in skip["left_empty"]]
+    for source, error in report.get("stale_sources", {}).items():
+        lines.append(f"  {source}: stale, failed to load (optional source): {error}")
     lines += [f"  no data: {note}" for note in report.get("source_notes", [])]
+    return lines
+
+
+def format_report(report: dict) -> str:
+    lines = [f"run {report['run_id']} as of {report['as_of_date']}: {report['status']}"]
+    if report.get("marts_run_id"):
+        lines.append(f"  marts of run {report['marts_run_id']}")
+    lines += _source_lines(report)
     if "identity" in report:
         ident = report["identity"]
         lines.append(

@@ -48,6 +48,41 @@ def _machine_memory() -> int:
     return memory
 
 
+# Owner only: the warehouse, its published copy, exports, Data Docs and Airflow's files hold
+# personal data, so nothing the pipeline creates is readable by other users of the machine.
+PRIVATE_UMASK = 0o077
+OPTIONAL_SOURCES_ENV = "CRM360_OPTIONAL_SOURCES"
+
+
+class SettingError(ValueError):
+    """A setting (environment variable) with a value the pipeline cannot use."""
+
+    permanent = True  # a retry cannot fix it
+
+
+def private_files() -> None:
+    """Make every file this process (and any child it starts) creates from now on private:
+    files 0600, folders 0700. Called at the start of the CLI and of every DAG task."""
+    os.umask(PRIVATE_UMASK)
+
+
+def optional_sources() -> frozenset[str]:
+    """The sources whose failure does not stop a run (`CRM360_OPTIONAL_SOURCES`, comma-
+    separated): the marts are built without their new data and the run report names them
+    stale. By default none: every configured source is required."""
+    from ingestion import SOURCES
+
+    value = os.environ.get(OPTIONAL_SOURCES_ENV, "")
+    names = frozenset(name.strip() for name in value.split(",") if name.strip())
+    unknown = sorted(names - set(SOURCES))
+    if unknown:
+        raise SettingError(
+            f"{OPTIONAL_SOURCES_ENV} names unknown source(s) {', '.join(unknown)}: "
+            f"the sources are {', '.join(SOURCES)}"
+        )
+    return names
+
+
 def _path(name: str, default: Path) -> Path:
     value = os.environ.get(name)
     return Path(value).expanduser().resolve() if value else default

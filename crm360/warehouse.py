@@ -27,7 +27,7 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     import duckdb
 
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     block_memory = duckdb_block_memory()  # a bad setting fails before the file is opened
     _release_in_process_dbt()
     con = duckdb.connect(str(path), read_only=read_only)
@@ -67,9 +67,12 @@ def publish_read_only_copy(warehouse: Path, published: Path) -> Path:
     """Checkpoint the warehouse and swap a copy of it in at `published` atomically."""
     with connect(warehouse) as con:
         con.execute("checkpoint")
-    published.parent.mkdir(parents=True, exist_ok=True)
+    published.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     staging = published.with_name(f".{published.name}.{os.getpid()}.tmp")
     try:
+        # owner only from its first byte, whatever the umask: the copy holds personal data
+        os.close(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        os.chmod(staging, 0o600)  # a leftover of an interrupted publish keeps its old mode
         shutil.copyfile(warehouse, staging)
         with connect(staging, read_only=True) as con:  # a copy that does not open is not published
             con.execute("select count(*) from information_schema.tables").fetchone()

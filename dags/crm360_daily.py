@@ -17,6 +17,11 @@ updates the Asset `crm360_published_marts`, on which `crm360_audiences` is sched
   off: an early start date creates no scheduled runs by itself.
 - A source that breaks its contract, or invalid configuration, fails its task at once (the
   retry policy of `crm360.assets`): retries are for transient errors.
+- One source's failure does not stop the others: every ingest task runs whatever the earlier
+  ones did (trigger rule `all_done`), still one after another. `check_sources` then stops the
+  run before dbt when a required source failed, naming it; a source named in
+  `CRM360_OPTIONAL_SOURCES` may fail, and the run report lists it under stale sources.
+- Every file a task creates is private to the owner (0600, folders 0700).
 - A critical data-quality failure fails `quality_gate`; `publish_marts` then never runs, the
   Asset is not updated, no audience is exported and the previous exports stay as they were.
 - Tasks that write the warehouse run one after another and in the one-slot pool
@@ -36,9 +41,16 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from airflow.sdk import chain, dag, get_current_context, task, teardown
+from airflow.sdk import TriggerRule, chain, dag, get_current_context, task, teardown
 
-from crm360.assets import PUBLISHED_MARTS, dag_start_date, daily_end_date, task_defaults
+from crm360.assets import (
+    PUBLISHED_MARTS,
+    check_ingested_sources,
+    dag_start_date,
+    daily_end_date,
+    source_error_recorded,
+    task_defaults,
+)
 from crm360.dbt_tasks import dbt_tasks_mode
 from ingestion import SOURCES
 
@@ -77,12 +89,19 @@ def _macros() -> dict:
     user_defined_macros=_macros(),
 )
 def crm360_daily():
-    @task
-    def ingest(source: str) -> list[dict]:
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def ingest(source: str) -> dict:
+        """Runs whatever the earlier sources did; a failure leaves its error for check_sources."""
         from crm360 import pipeline
 
-        as_of = get_current_context()["data_interval_end"]
-        return pipeline.ingest_source(source, _run_id(), as_of)
+        context = get_current_context()
+        with source_error_recorded(context["ti"]):
+            return pipeline.ingest_source(source, _run_id(), context["data_interval_end"])
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def check_sources() -> dict:
+        """Stops the run here when a required source failed; optional ones are flagged stale."""
+        return check_ingested_sources(get_current_context()["ti"])
 
     @task
     def dbt_staging() -> dict:
@@ -140,7 +159,7 @@ def crm360_daily():
     # one writer at a time: the sources load one after another, then dbt
     loads = [ingest.override(task_id=f"ingest_{source}")(source) for source in SOURCES]
     staging, marts = _dbt_layers(dbt_staging, dbt_build)
-    chain(*loads, staging, resolve_identities(), marts)
+    chain(*loads, check_sources(), staging, resolve_identities(), marts)
     quality = quality_gate()
     marts >> quality >> publish_marts(quality) >> run_report()
 

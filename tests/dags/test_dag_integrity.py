@@ -12,7 +12,8 @@ INGEST = ["crm", "shop", "support", "web", "email", "social", "spend"]
 EXPECTED_EDGES = {
     "crm360_daily": {
         *{(f"ingest_{a}", f"ingest_{b}") for a, b in zip(INGEST, INGEST[1:], strict=False)},
-        ("ingest_spend", "dbt_staging"),
+        ("ingest_spend", "check_sources"),
+        ("check_sources", "dbt_staging"),
         ("dbt_staging", "resolve_identities"),
         ("resolve_identities", "dbt_build"),
         ("dbt_build", "quality_gate"),
@@ -67,6 +68,72 @@ def test_safety_settings(dagbag, dag_id):
         assert task.retries == expected, task.task_id
         # nor a broken contract or invalid configuration, in any task
         assert type(task.retry_policy).__name__ == "PermanentErrorsFail", task.task_id
+        # whatever a task creates is private (files 0600, folders 0700)
+        assert [c.__name__ for c in task.on_execute_callback] == ["_private_files"], task.task_id
+
+
+def test_every_source_loads_whatever_the_others_did_and_a_gate_stands_before_dbt(dagbag):
+    dag = dagbag.dags["crm360_daily"]
+    for source in INGEST:
+        # still one after another (one writer), but not only after the earlier ones succeeded
+        assert dag.get_task(f"ingest_{source}").trigger_rule == "all_done", source
+    gate = dag.get_task("check_sources")
+    assert gate.trigger_rule == "all_done"
+    assert dag.get_task("dbt_staging").trigger_rule == "all_success"
+    assert dag.get_task("dbt_staging").upstream_task_ids == {"check_sources"}
+
+
+def test_the_source_gate_stops_at_a_required_source_and_lets_optional_ones_go_stale():
+    from crm360.report import RequiredSourceFailed, check_sources, source_errors
+
+    results = {"crm": {"loads": []}, "support": None, "web": None, "spend": {"loads": []}}
+    errors = {"support": "SourceApiError: http://127.0.0.1:9/tickets: gave up after 6 attempts"}
+    failed = source_errors(results, results.get, errors.get)
+    assert failed == {
+        "support": errors["support"],
+        "web": "did not finish (no error recorded)",
+    }
+    assert check_sources({}, optional=()) == {"stale_sources": {}}
+    assert check_sources(failed, optional={"support", "web"}) == {"stale_sources": failed}
+    with pytest.raises(RequiredSourceFailed, match=r"web: did not finish") as raised:
+        check_sources(failed, optional={"support"})
+    assert "support" not in str(raised.value)
+    assert "CRM360_OPTIONAL_SOURCES" in str(raised.value)
+    from crm360.pipeline import is_permanent
+
+    assert is_permanent(raised.value)  # the source's task had its retries: this is not retried
+
+
+def test_optional_sources_setting(monkeypatch):
+    from crm360.settings import SettingError, optional_sources
+
+    monkeypatch.delenv("CRM360_OPTIONAL_SOURCES", raising=False)
+    assert optional_sources() == frozenset()  # by default every source is required
+    monkeypatch.setenv("CRM360_OPTIONAL_SOURCES", " support, social ,")
+    assert optional_sources() == {"support", "social"}
+    monkeypatch.setenv("CRM360_OPTIONAL_SOURCES", "support,helpdesk")
+    with pytest.raises(SettingError, match="unknown source.*helpdesk.*the sources are crm, shop"):
+        optional_sources()
+
+
+def test_a_failing_ingest_records_its_error_and_still_fails():
+    from crm360.assets import SOURCE_ERROR_KEY, source_error_recorded
+
+    class TaskInstance:
+        pushed: dict = {}
+
+        def xcom_push(self, key, value):
+            self.pushed[key] = value
+
+    ti = TaskInstance()
+    with pytest.raises(ConnectionRefusedError), source_error_recorded(ti):
+        raise ConnectionRefusedError("[Errno 111] Connection refused\nmore detail")
+    assert ti.pushed == {SOURCE_ERROR_KEY: "ConnectionRefusedError: [Errno 111] Connection refused"}
+    with pytest.raises(RuntimeError), source_error_recorded(ti):
+        raise RuntimeError("postgresql://crm:s3cret@db.internal/shop: connection refused")
+    assert ti.pushed[SOURCE_ERROR_KEY] == (
+        "RuntimeError: postgresql://crm:***@db.internal/shop: connection refused"
+    )
 
 
 def test_contract_and_configuration_errors_fail_at_once_others_are_retried():

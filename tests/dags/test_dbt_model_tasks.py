@@ -100,7 +100,7 @@ def test_one_task_per_dbt_node_with_dbts_edges(model_dag):
     # the layers keep their order around identity resolution
     roots = [t for t in dag.tasks if t.task_id.startswith("dbt_staging.") and not
              (t.upstream_task_ids & {x.task_id for x in dag.tasks if x.task_id.startswith("dbt_")})]  # fmt: skip
-    assert roots and all("ingest_spend" in t.upstream_task_ids for t in roots)
+    assert roots and all("check_sources" in t.upstream_task_ids for t in roots)
     resolve = dag.get_task("resolve_identities")
     assert resolve.upstream_task_ids and all(
         u.startswith("dbt_staging.") for u in resolve.upstream_task_ids
