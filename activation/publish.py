@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from activation import hashing
 from activation.audiences import Audience, Destination, predicate_sql
-from crm360.fileio import sha256_of, write_atomic
+from crm360.fileio import sha256_of, sweep_leftovers, write_atomic
 
 if TYPE_CHECKING:
     import duckdb
@@ -333,6 +333,8 @@ def publish_audience(
         added = members.join(previous, on="customer_id", how="anti")
         removed = previous.join(members, on="customer_id", how="anti")
 
+    # folders a killed export left (a full audience each, personal data included)
+    sweep_leftovers(audience_dir, r"\.(tmp|old)-.+-(?P<pid>\d+)")
     staging = _inside(audience_dir / f".tmp-{final.name}-{os.getpid()}", audience_dir, "folder")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

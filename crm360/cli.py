@@ -86,16 +86,18 @@ def execute_dag(
     dag_id: str = DAG_ID,
     airflow_home: Path | None = None,
     on_line: Callable[[str], None] | None = None,
+    log_file: Path | None = None,
 ) -> DagRunResult:
-    """Run the DAG once in-process with `airflow dags test`, each output line to `on_line`;
-    raise AsOfDateError, before running anything, for a date the DAG cannot run."""
+    """Run the DAG once in-process with `airflow dags test`, each output line to `on_line`
+    and to `log_file` (a new one per run by default); raise AsOfDateError, before running
+    anything, for a date the DAG cannot run."""
     from crm360 import airflow_env as airflow
 
     check_logical_date(logical_date, dag_id)
     env = airflow.airflow_env(settings, airflow_home)
     airflow.ensure_metadata_db(env)
     home = Path(env["AIRFLOW_HOME"])
-    log_file = dag_log_file(home, dag_id, logical_date)
+    log_file = log_file or dag_log_file(home, dag_id, logical_date)
     before = airflow.last_dag_run_id(home, dag_id)
     proc = airflow.dags_test(env, dag_id, logical_date.isoformat(), log_file, on_line)
     run = airflow.dag_run_after(home, dag_id, before)
@@ -104,8 +106,13 @@ def execute_dag(
 
 
 def dag_log_file(airflow_home: Path, dag_id: str, logical_date: date) -> Path:
-    """Where execute_dag writes the output of `airflow dags test`."""
-    return airflow_home / "runs" / f"{dag_id}_{logical_date.isoformat()}.log"
+    """Where execute_dag writes the output of `airflow dags test`: one file per run (the
+    logical date, then when it started), so a re-run never overwrites why an earlier one
+    failed."""
+    from datetime import UTC, datetime
+
+    started = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return airflow_home / "runs" / f"{dag_id}_{logical_date.isoformat()}_{started}.log"
 
 
 def run_dag(
@@ -223,7 +230,7 @@ def run_with_progress(settings: Settings, logical_date: date) -> bool:
         console.print(f"{dag_id} for {logical_date} (airflow dags test, log {log_file}):",
                       markup=False)  # fmt: skip
         progress = TaskProgress(console, home, dag_id)
-        result = execute_dag(settings, logical_date, dag_id, on_line=progress)
+        result = execute_dag(settings, logical_date, dag_id, on_line=progress, log_file=log_file)
         if not result.ok:
             _console(stderr=True).print(explain_failure(settings, result), markup=False)
             return False

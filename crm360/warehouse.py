@@ -9,6 +9,7 @@ goes on reading the old state; the next connection sees the new one; nobody sees
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crm360.fileio import sweep_leftovers
 from crm360.settings import duckdb_block_memory
 
 if TYPE_CHECKING:
@@ -68,6 +70,8 @@ def publish_read_only_copy(warehouse: Path, published: Path) -> Path:
     with connect(warehouse) as con:
         con.execute("checkpoint")
     published.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # a copy left by a publish that was killed: a whole warehouse of personal data
+    sweep_leftovers(published.parent, rf"\.{re.escape(published.name)}\.(?P<pid>\d+)\.tmp")
     staging = published.with_name(f".{published.name}.{os.getpid()}.tmp")
     try:
         # owner only from its first byte, whatever the umask: the copy holds personal data

@@ -61,6 +61,13 @@ class SourceApiError(RuntimeError):
     """The API refused the request, kept failing, or answered something unusable."""
 
 
+class SourceApiRefused(SourceApiError):
+    """The API refused the request (HTTP 4xx other than 429): a wrong URL, token or
+    permission, which a retry of the task cannot fix."""
+
+    permanent = True
+
+
 class DeadlineExceeded(SourceApiError):
     """A fetch did not finish within its deadline."""
 
@@ -152,7 +159,7 @@ def get_json(
             elif exc.code >= 500:
                 log.warning("%s: HTTP %d, retrying in %.1f s", redact_url(url), exc.code, wait)
             else:
-                raise SourceApiError(f"{redact_url(url)}: HTTP {exc.code}: {body}") from exc
+                raise SourceApiRefused(f"{redact_url(url)}: HTTP {exc.code}: {body}") from exc
             last = f"HTTP {exc.code}: {body}"
         except _CONNECTION_ERRORS as exc:
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc

@@ -59,9 +59,13 @@ def test_client_error_fails_at_once_with_the_servers_message(tickets_file):
     with serve_tickets(tickets_file) as (url, requests):
         with pytest.raises(SourceApiError, match=r"HTTP 400: .*limit must be between 1 and 1000"):
             get_json(f"{url}/tickets?limit=5000", sleep=waits.append)
-        with pytest.raises(SourceApiError, match=r"/nothing: HTTP 404"):
+        with pytest.raises(SourceApiError, match=r"/nothing: HTTP 404") as refused:
             get_json(f"{url}/nothing", sleep=waits.append)
     assert waits == [] and len(requests) == 2
+    # nor is the task retried: a wrong URL, token or permission does not mend itself
+    from crm360.pipeline import is_permanent
+
+    assert is_permanent(refused.value)
 
 
 def test_gives_up_after_repeated_server_errors(tickets_file):
