@@ -34,6 +34,23 @@ class DbtDataTestFailed(DbtError):
     permanent = True
 
 
+def die_with_parent():
+    """A subprocess `preexec_fn` by which, on Linux, the kernel sends the child SIGTERM when
+    the process that started it dies, even by SIGKILL: a dbt left running by a killed task
+    would hold the warehouse's write lock for its remaining minutes. None elsewhere. libc is
+    looked up here, in the parent: the child, forked from a process with threads, only makes
+    the one call."""
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: nothing to arrange
+        return None
+    pr_set_pdeathsig, sigterm = 1, int(signal.SIGTERM)
+    return lambda: prctl(pr_set_pdeathsig, sigterm, 0, 0, 0)
+
+
 def dbt_executable() -> str:
     candidate = Path(sys.executable).with_name("dbt")
     return str(candidate) if candidate.exists() else "dbt"
@@ -64,6 +81,7 @@ def run_dbt(
     log.info("running %s", " ".join(cmd))
     proc = subprocess.run(
         cmd,
+        preexec_fn=die_with_parent(),
         env={**settings.dbt_env(), **(env or {})},
         cwd=settings.dbt_project_dir,
         capture_output=True,
