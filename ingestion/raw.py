@@ -145,6 +145,18 @@ def _prepare_table(
             con.execute(f"alter table {table} add column {_quote(column)} varchar")
 
 
+def _roll_back(con: duckdb.DuckDBPyConnection, cause: BaseException) -> None:
+    """Roll the load back. A failure that already ended the transaction (a full disk, an I/O
+    error) makes DuckDB refuse the rollback ("no transaction is active"): that is logged, and
+    the caller re-raises the cause instead, the error a person can act on."""
+    import duckdb
+
+    try:
+        con.execute("rollback")
+    except duckdb.Error as rollback_error:
+        log.warning("rollback after %s: %s", type(cause).__name__, rollback_error)
+
+
 def ensure_raw_tables(con: duckdb.DuckDBPyConnection, contracts: list[ObjectContract]) -> None:
     """Every object's raw table, empty with its contract's columns until data arrives, so that
     a source that is absent (not configured, disabled, no file yet) leaves its staging models
@@ -244,8 +256,8 @@ def load_object(
             con.execute(update.sql, [p if p is not ... else load_id for p in update.params])
         con.execute("drop table _checked")
         con.execute("commit")
-    except Exception:
-        con.execute("rollback")
+    except Exception as error:
+        _roll_back(con, error)
         raise
     finally:
         con.unregister("_incoming")
@@ -287,8 +299,8 @@ def quarantine_file(
         for update in state:
             con.execute(update.sql, [p if p is not ... else load_id for p in update.params])
         con.execute("commit")
-    except Exception:
-        con.execute("rollback")
+    except Exception as error:
+        _roll_back(con, error)
         raise
     log.warning("%s.%s: quarantined the whole file: %s", contract.source, contract.name, reason)
     return result

@@ -344,3 +344,37 @@ def test_a_cp932_file_without_utf8_rows_loads_every_row(tmp_path):
     body = csv_bytes([contact(f"C{i}", last_name=n) for i, n in enumerate(names)], "cp932")
     frame, encoding, rejects = read_file(write(tmp_path / "a.csv", body), "csv", ("utf-8", "cp932"))
     assert (encoding, rejects, frame["last_name"].to_list()) == ("cp932", None, names)
+
+
+def test_a_load_that_fails_on_a_full_disk_says_so(tmp_path):
+    """A disk full during a load raised "cannot rollback - no transaction is active", hiding
+    the cause: the cause is raised, the failed rollback only logged."""
+    import duckdb
+    import polars as pl
+
+    from crm360.warehouse import connect
+    from ingestion.contracts import load_contract
+    from ingestion.raw import load_object
+
+    class FullDisk:
+        """A connection whose disk fills up at the quarantine insert, which ends the
+        transaction the way a real I/O error does."""
+
+        def __init__(self, con):
+            self.con = con
+
+        def execute(self, sql, *args):
+            if sql.startswith("insert into raw._quarantine"):
+                self.con.execute("rollback")
+                raise duckdb.IOException("could not write file: No space left on device")
+            return self.con.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.con, name)
+
+    contract = load_contract("spend")["monthly"]
+    frame = pl.DataFrame({"month_start": ["2026-10-01"], "channel": ["email"], "spend_jpy": ["1"]})
+    with connect(tmp_path / "w.duckdb") as con:
+        with pytest.raises(duckdb.IOException, match="No space left on device"):
+            load_object(FullDisk(con), contract, frame, "spend.csv")
+        assert con.execute("select count(*) from raw._loads").fetchone() == (0,)
