@@ -48,19 +48,14 @@ def _contracts(settings: Settings) -> None:
 
 def _sources(settings: Settings) -> None:
     from ingestion.config import load_sources_config
-    from ingestion.contracts import load_contract
+    from ingestion.contracts import load_contract, reads_files
 
     sources = load_sources_config()
-    reads_files = [
-        name
-        for name, block in sources.items()
-        if block.enabled
-        and any(c.format in ("csv", "jsonl", "parquet") for c in load_contract(name).values())
-    ]
-    if reads_files and not settings.source_dir.is_dir():
+    readers = [n for n, b in sources.items() if b.enabled and reads_files(load_contract(n))]
+    if readers and not settings.source_dir.is_dir():
         raise ConfigError(
             f"the source folder {settings.source_dir} does not exist; the sources "
-            f"{', '.join(reads_files)} read files from it (set CRM360_SOURCE_DIR)"
+            f"{', '.join(readers)} read files from it (set CRM360_SOURCE_DIR)"
         )
 
 

@@ -123,11 +123,6 @@ def _is_internal(part: Any) -> bool:
     return isinstance(part, str) and (part.startswith("function-") or "[" in part)
 
 
-def line_of(node: yaml.Node | None, loc: list) -> int | None:
-    """The 1-based line of the deepest node of `loc` found in the YAML tree."""
-    return locate(node, loc)[0]
-
-
 def locate(node: yaml.Node | None, loc: list) -> tuple[int | None, list]:
     """(line, key path as written in the file) of `loc`: the line of the deepest key found; a
     level the schema adds (a source's `objects`) is left out of the path."""

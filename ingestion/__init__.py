@@ -57,7 +57,7 @@ def ingest(
     leaves it out or disables it; either way every raw table of the source exists afterwards,
     and the outcome says which objects still have no data."""
     from ingestion.config import ConfigError, source_config
-    from ingestion.contracts import contract_feeds, load_contract
+    from ingestion.contracts import contract_feeds, load_contract, reads_files
     from ingestion.raw import ensure_raw_tables
 
     config = source_config(source)
@@ -68,7 +68,7 @@ def ingest(
     elif not config.enabled:
         outcome.skipped = "disabled in the sources config (enabled: false)"
     else:
-        if _reads_files(contracts) and not source_dir.is_dir():
+        if reads_files(contracts) and not source_dir.is_dir():
             raise ConfigError(
                 f"{source}: the source folder {source_dir} does not exist (set CRM360_SOURCE_DIR)"
             )
@@ -88,12 +88,10 @@ def ingest(
     return outcome
 
 
-def _reads_files(contracts: dict) -> bool:
-    return any(c.format in ("csv", "jsonl", "parquet") for c in contracts.values())
-
-
 def _objects_without_data(con, source: str, contracts: dict, config, source_dir: Path) -> list:
     """A note for each object of the source that no load has ever brought a row to."""
+    from ingestion.contracts import FILE_FORMATS
+
     loaded = dict(
         con.execute(
             "select object, sum(rows_loaded) from raw._loads where source = ? group by 1",
@@ -107,9 +105,9 @@ def _objects_without_data(con, source: str, contracts: dict, config, source_dir:
         obj = config.objects.get(name)
         if obj is not None and not obj.enabled:
             why = "disabled in the sources config"
-        elif contract.format in ("csv", "jsonl", "parquet") and (obj is None or not obj.files):
+        elif contract.format in FILE_FORMATS and (obj is None or not obj.files):
             why = "not in the sources config"
-        elif contract.format in ("csv", "jsonl", "parquet"):
+        elif contract.format in FILE_FORMATS:
             why = f"no rows yet from files {obj.files!r} under {source_dir}"
         else:
             why = "no rows yet"

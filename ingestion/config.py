@@ -27,6 +27,7 @@ from crm360.configfile import (
     validate,
 )
 from crm360.settings import PROJECT_ROOT
+from ingestion.contracts import FILE_FORMATS
 
 __all__ = ["ConfigError", "ObjectConfig", "SourceConfig", "load_sources_config", "resolve_url",
            "source_config", "sources_config_path"]  # fmt: skip
@@ -214,7 +215,7 @@ def _check_location(name: str, block: SourceConfig, contracts: dict) -> list[tup
                 "postgresql://user@host/db, or export the tables to files",
             )
         )
-    if formats & {"csv", "jsonl", "parquet"}:
+    if formats & FILE_FORMATS:
         for object_name, obj in block.objects.items():
             if object_name in contracts and obj.enabled and not obj.files:
                 problems.append(([name, object_name], "`files` (a glob pattern) is required"))

@@ -42,6 +42,15 @@ _RANGES = {
 _WHOLE_NUMBER = r"[+-]?[0-9]+(\.0*)?"
 
 
+# formats read from files under the source folder (the others: a database, an HTTP API)
+FILE_FORMATS = frozenset({"csv", "jsonl", "parquet"})
+
+
+def reads_files(contracts: dict[str, ObjectContract]) -> bool:
+    """Whether a source (its objects' contracts) reads files from the source folder."""
+    return any(c.format in FILE_FORMATS for c in contracts.values())
+
+
 class ContractError(ValueError):
     """A source object cannot be loaded at all (missing file, missing required column...).
     Retrying cannot help: the data or its configuration must change."""
