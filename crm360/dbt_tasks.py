@@ -101,7 +101,16 @@ def dbt_node_group(group_id: str, *, select: list[str] | None = None,
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.LOCAL,
             # dbt's Python API in the task's process: a node costs ~2 s of dbt start, against
-            # ~5 s for a dbt child process (crm360.warehouse.connect releases its database)
+            # ~5 s for a dbt child process (crm360.warehouse.connect releases its database).
+            # It is also why a `kill -9` of the task leaves no dbt running: cosmos 1.15's
+            # DBT_RUNNER mode calls dbtRunner().invoke() in the task process (cosmos.dbt.runner.
+            # run_command), so dbt and its DuckDB connection die with the task. dbt's only
+            # child is multiprocessing's resource tracker (no dbt code, no database), which
+            # exits when the task's end closes its pipe. SUBPROCESS mode would start a dbt child
+            # (cosmos.hooks.subprocess, no preexec_fn) without crm360.dbt.die_with_parent, and
+            # could outlive a killed task holding the warehouse's write lock: keep this mode
+            # explicit (cosmos would fall back to SUBPROCESS if left to choose and dbt-core
+            # were missing). tests/faults/test_clean_kill.py checks both.
             invocation_mode=InvocationMode.DBT_RUNNER,
             dbt_project_path=str(settings.dbt_project_dir),
             # eager selection would run a test before all of its parents exist

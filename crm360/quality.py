@@ -130,6 +130,12 @@ class GateResult:
             "failed_warning": [
                 o.describe() for o in self.outcomes if o.severity != "critical" and not o.success
             ],
+            # sources whose newest row is older than their max_age_days, or that never loaded
+            "stale_sources": {
+                source: state["state"] + (" (optional)" if state["optional"] else "")
+                for source, state in self.metrics.get("source_freshness", {}).items()
+                if state["state"] != "fresh"
+            },
             "data_docs": self.data_docs,
         }
 
@@ -262,13 +268,46 @@ def _as_of(con) -> date | None:
         return None
 
 
-def _freshness(con, config: dict, as_of: date | None):
-    """One row per configured source: newest timestamp, its age in days at as_of, the limit."""
+def _freshness_groups(config: dict) -> list[tuple[dict, bool]]:
+    """The judged sources' freshness entries in two groups, (required, False) and (optional,
+    True), leaving out an empty group. An optional source (CRM360_OPTIONAL_SOURCES) may fail to
+    load without stopping the run, so its freshness is judged apart, every expectation a
+    warning: it never blocks publishing, and the gate's result still names it stale or never
+    loaded. A required source's stays critical."""
+    from crm360.settings import optional_sources
+
+    judged, optional = _judged_sources(config), optional_sources()
+    groups = [
+        ({n: spec for n, spec in judged.items() if (n in optional) == is_optional}, is_optional)
+        for is_optional in (False, True)
+    ]
+    return [(sources, is_optional) for sources, is_optional in groups if sources]
+
+
+def _table_exists(con, table: str) -> bool:
+    schema, name = table.split(".", 1)
+    return bool(
+        con.execute(
+            "select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
+            [schema, name],
+        ).fetchall()[0][0]
+    )
+
+
+def _freshness(con, config: dict, as_of: date | None, sources: dict | None = None,
+               optional: bool = False):  # fmt: skip
+    """One row per source of `sources` (default: every judged source): newest timestamp, its
+    age in days at as_of, the limit. For `optional` sources, a raw table that was never created
+    (the source never loaded a row) is a row without a timestamp instead of an error."""
+    sources = _judged_sources(config) if sources is None else sources
     parts = [
         f"""select '{name}' as source, max(try_cast({spec["column"]} as timestamptz))
                 as newest_at, {int(spec["max_age_days"])} as max_age_days
             from {spec["table"]}"""
-        for name, spec in _judged_sources(config).items()
+        if not optional or _table_exists(con, spec["table"])
+        else f"""select '{name}' as source, null::timestamptz as newest_at,
+                {int(spec["max_age_days"])} as max_age_days"""
+        for name, spec in sources.items()
     ]
     at = f"timestamptz '{as_of.isoformat()} 00:00:00+00'" if as_of else "now()"
     return con.sql(
@@ -338,6 +377,52 @@ def _read_frame(con, meta: dict, config: dict, as_of, previous: dict):
         return error
 
 
+def _batches(con, meta: dict, config: dict, as_of, previous: dict, table: str):
+    """(label, frame or the exception that stopped reading it, severity override) per batch a
+    suite validates: one, except the freshness suite, validated once for the required sources
+    and once, every expectation a warning, for the optional ones (_freshness_groups)."""
+    if meta.get("derived") != "freshness":
+        yield table, _read_frame(con, meta, config, as_of, previous), None
+        return
+    try:
+        groups = _freshness_groups(config)
+    except Exception as error:  # noqa: BLE001 - recorded as a failure, never a pass
+        yield table, error, None
+        return
+    for sources, optional in groups:
+        if not optional:
+            label, severity = table, None
+        else:
+            label, severity = f"{table} (optional sources: {', '.join(sources)})", "warning"
+        try:
+            frame = _freshness(con, config, as_of, sources, optional)
+        except Exception as error:  # noqa: BLE001 - recorded as a failure, never a pass
+            frame = error
+        yield label, frame, severity
+        del frame
+
+
+def _source_states(frame, optional: bool) -> dict:
+    """Per source of a freshness frame: newest timestamp, age, limit and state (fresh, stale or
+    never loaded), stored with the gate's figures and named in its summary."""
+    import pandas as pd
+
+    states = {}
+    for row in frame.to_dict("records"):
+        newest, age = row["newest_at"], row["age_days"]
+        never = newest is None or pd.isna(newest)
+        age = None if never or age is None or pd.isna(age) else int(age)
+        limit = int(row["max_age_days"])
+        states[str(row["source"])] = {
+            "optional": optional,
+            "newest_at": None if never else pd.Timestamp(newest).isoformat(),
+            "age_days": age,
+            "max_age_days": limit,
+            "state": "never loaded" if never else "fresh" if age <= limit else "stale",
+        }
+    return states
+
+
 def _parameters(config: dict, previous: dict) -> dict:
     """GX suite parameters: run-over-run limits from the previous successful run."""
     tolerance = config["run_over_run"]
@@ -401,15 +486,59 @@ def _skip_batch_fingerprints() -> None:
     pandas_execution_engine.HASH_THRESHOLD = 0
 
 
+def _validate(
+    context, name: str, meta: dict, label: str, frame, gate: dict, optional: bool
+) -> list[ExpectationOutcome]:
+    """Run checkpoint `name` on `frame`; return its outcomes, adding what Data Docs builds to
+    `gate["documented"]` and the figures the next run compares with to `gate["metrics"]`."""
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+    )
+
+    layer = meta.get("layer", "marts")
+    log.info("validating %s %s (%d rows) with checkpoint %s", layer, label, len(frame), name)
+    result = context.checkpoints.get(name).run(
+        batch_parameters={"dataframe": frame},
+        expectation_parameters=gate["parameters"],
+        run_id=RunIdentifier(run_name=gate["run_id"]),
+    )
+    judged = []
+    for identifier, validation in result.run_results.items():
+        judged += [_outcome(layer, name, label, r) for r in validation.results]
+        suite = ExpectationSuiteIdentifier(name=validation.suite_name)
+        gate["documented"] += [identifier, suite]
+    gate["metrics"].update(_metrics({name: (label, frame)}))
+    if meta.get("derived") == "freshness":
+        gate["metrics"].setdefault("source_freshness", {}).update(_source_states(frame, optional))
+    return judged
+
+
+def _judge_suite(context, con, name: str, meta: dict, config: dict, as_of, previous: dict,
+                 gate: dict) -> list[ExpectationOutcome]:  # fmt: skip
+    """Every outcome of one suite, over each of its batches (_batches): an unreadable frame is
+    a failure, a batch's severity override (optional sources' freshness) applies to all."""
+    table = meta.get("table") or f"derived:{meta.get('derived')}"
+    layer = meta.get("layer", "marts")
+    outcomes = []
+    for label, frame, severity in _batches(con, meta, config, as_of, previous, table):
+        if isinstance(frame, Exception):
+            log.error("%s could not be read: %s", label, frame)
+            judged = [_unreadable(layer, name, label, frame)]
+        else:
+            judged = _validate(context, name, meta, label, frame, gate, severity is not None)
+        for outcome in judged:
+            outcome.severity = severity or outcome.severity
+        outcomes.extend(judged)
+        del frame
+    return outcomes
+
+
 def run_gate(settings: Settings, run_id: str, raise_on_failure: bool = True) -> GateResult:
     """Validate every suite (raw, staging, marts), store the results and this run's figures,
     and build Data Docs."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
-    from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.resource_identifiers import (
-        ExpectationSuiteIdentifier,
-    )
 
     _skip_batch_fingerprints()
     context = gx.get_context(mode="file", context_root_dir=str(settings.gx_dir))
@@ -425,30 +554,14 @@ def run_gate(settings: Settings, run_id: str, raise_on_failure: bool = True) -> 
         # one suite's frame in memory at a time: the raw web log alone is ~20M rows at 1M people
         for name, meta in suites.items():
             table = meta.get("table") or f"derived:{meta.get('derived')}"
-            layer = meta.get("layer", "marts")
             skipped = _skipped_source(meta, config)
             if skipped:
                 log.info("%s not validated: the source %s is not configured", table, skipped)
                 metrics.setdefault("skipped_suites", []).append(name)
                 continue
-            frame = _read_frame(con, meta, config, as_of, previous)
-            if isinstance(frame, Exception):
-                log.error("%s could not be read: %s", table, frame)
-                outcomes.append(_unreadable(layer, name, table, frame))
-                continue
-            log.info(
-                "validating %s %s (%d rows) with checkpoint %s", layer, table, len(frame), name
-            )
-            result = context.checkpoints.get(name).run(
-                batch_parameters={"dataframe": frame},
-                expectation_parameters=parameters,
-                run_id=RunIdentifier(run_name=run_id),
-            )
-            for identifier, validation in result.run_results.items():
-                outcomes.extend(_outcome(layer, name, table, r) for r in validation.results)
-                documented += [identifier, ExpectationSuiteIdentifier(name=validation.suite_name)]
-            metrics.update(_metrics({name: (table, frame)}))
-            del frame, result
+            shared = {"parameters": parameters, "run_id": run_id, "documented": documented,
+                      "metrics": metrics}  # fmt: skip
+            outcomes += _judge_suite(context, con, name, meta, config, as_of, previous, shared)
 
     # once, for every checkpoint of the run: a checkpoint action would rebuild the site's index,
     # which reads every stored validation result, once per checkpoint
