@@ -274,9 +274,37 @@ def source_config(source: str) -> SourceConfig | None:
 
 
 def resolve_url(block: SourceConfig, source_dir: Path) -> str:
-    """The source's URL: the Airflow Connection (AIRFLOW_CONN_<ID>) if set, else the config."""
+    """The source's URL: its Airflow Connection if one is defined, else the config's `url`.
+
+    Inside an Airflow task the Connection is read through Airflow (`Connection.get`: the
+    environment's AIRFLOW_CONN_<ID>, the metadata database or a secrets backend), which
+    registers its password with Airflow's secrets masker; the URL's other secret parts (token
+    values in its query) are registered too, so a worker's task log shows `***` for them.
+    Outside Airflow (the CLI, the tests) AIRFLOW_CONN_<ID> is read from the environment. Either
+    way, what is stored or logged of a URL goes through `crm360.redact.redact_url` first: the
+    masker does not cover `airflow dags test` output, XComs or the warehouse."""
+    from crm360.redact import in_airflow_task, mask_url_in_airflow
+
+    url = None
     if block.connection_id:
-        override = os.environ.get(f"AIRFLOW_CONN_{block.connection_id.upper()}")
-        if override:
-            return override
-    return str(block.url).replace("{source_dir}", str(source_dir))
+        url = os.environ.get(f"AIRFLOW_CONN_{block.connection_id.upper()}") or None
+        if in_airflow_task():
+            url = _airflow_connection_url(block.connection_id, url)
+    if url is None:
+        url = str(block.url).replace("{source_dir}", str(source_dir))
+    mask_url_in_airflow(url)
+    return url
+
+
+def _airflow_connection_url(conn_id: str, from_env: str | None) -> str | None:
+    """The Connection's URL read through Airflow's Task SDK (None when it is not defined); the
+    environment's own URI when it comes from there, as written (Airflow's round trip would
+    rename the scheme, postgresql:// to postgres://)."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = Connection.get(conn_id)  # registers the password with the secrets masker
+    except AirflowNotFoundException:
+        return from_env
+    return from_env or conn.get_uri()

@@ -103,7 +103,10 @@ def _read_sqlite(path: Path, relation: str, name: str, column: str, since, until
 def _read_postgres(url: str, relation: str, name: str, column: str, since, until):
     import sqlalchemy as sa
 
-    engine = sa.create_engine(_sqlalchemy_url(url))
+    try:
+        engine = sa.create_engine(_sqlalchemy_url(url))
+    except sa.exc.ArgumentError:  # SQLAlchemy's message repeats the URL, password included
+        raise ContractError(f"shop database: not a valid URL: {redact_url(url)}") from None
     try:
         with engine.connect() as db:
             result = db.execute(

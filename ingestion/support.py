@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from crm360.redact import redact_url
+from crm360.redact import redact_secrets, redact_url, url_secrets
 from ingestion.config import resolve_url, source_config
 from ingestion.contracts import load_contract
 from ingestion.files import json_value_as_text
@@ -97,12 +97,14 @@ def _read_body(response, deadline: float | None, limit: int, url: str) -> bytes:
     return bytes(body)
 
 
-def _error_message(exc: urllib.error.HTTPError) -> str:
-    """The start of an error answer's body, or nothing when it cannot be read quickly."""
+def _error_message(exc: urllib.error.HTTPError, url: str) -> str:
+    """The start of an error answer's body, or nothing when it cannot be read quickly; any
+    secret of the URL the server repeats in it (`invalid token tok-…`) masked."""
     try:
-        return exc.read1(_ERROR_BODY_BYTES).decode("utf-8", errors="replace")
+        body = exc.read1(_ERROR_BODY_BYTES).decode("utf-8", errors="replace")
     except (*_CONNECTION_ERRORS, ValueError):
         return ""
+    return redact_secrets(body, url_secrets(url))
 
 
 def _parse(body: bytes, url: str, status: int, content_type: str) -> dict:
@@ -152,7 +154,7 @@ def get_json(
                 content_type = response.headers.get("Content-Type", "")
                 return _parse(body, url, response.status, content_type)
         except urllib.error.HTTPError as exc:
-            body = _error_message(exc)
+            body = _error_message(exc, url)
             if exc.code == 429:
                 wait = _retry_after(exc.headers.get("Retry-After"), wait)
                 log.warning("%s: HTTP 429, retrying after %.1f s", redact_url(url), wait)
@@ -163,7 +165,8 @@ def get_json(
             last = f"HTTP {exc.code}: {body}"
         except _CONNECTION_ERRORS as exc:
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            last = f"{type(exc).__name__}: {str(reason)[:200]}"  # a bad status line is data
+            # a bad status line is data; an invalid URL is named in the reason
+            last = f"{type(exc).__name__}: {redact_secrets(str(reason), url_secrets(url))[:200]}"
             log.warning("%s: %s, retrying in %.1f s", redact_url(url), last, wait)
         if attempt < max_attempts:
             if deadline is not None and time.monotonic() + wait >= deadline:
@@ -174,6 +177,15 @@ def get_json(
             f"{redact_url(url)}: gave up after {max_attempts} attempts (last: {last})"
         )
     raise DeadlineExceeded(f"{redact_url(url)}: deadline passed (last: {last})")
+
+
+def tickets_url(base_url: str, query: dict) -> str:
+    """The URL of the tickets resource under `base_url` with `query`; the base URL's own query
+    parameters (an `api_token=…` the helpdesk authenticates with) are kept, before `query`."""
+    parts = urlsplit(base_url)
+    params = [*parse_qsl(parts.query, keep_blank_values=True), *query.items()]
+    path = f"{parts.path.rstrip('/')}/tickets"
+    return urlunsplit((parts.scheme, parts.netloc, path, urlencode(params), ""))
 
 
 def fetch_tickets(
@@ -202,7 +214,7 @@ def fetch_tickets(
     cursor = None
     for pages in range(max_pages):
         query = {**params, **({"cursor": cursor} if cursor else {})}
-        url = f"{base_url.rstrip('/')}/tickets?{urlencode(query)}"
+        url = tickets_url(base_url, query)
         read = f"{pages:,} page(s) ({len(tickets):,} tickets) read"
         try:
             page = get_json(url, deadline=deadline, **retry)
@@ -211,8 +223,8 @@ def fetch_tickets(
                 f"{exc}; the fetch did not finish within its {deadline_seconds:g} s deadline, "
                 f"{read}"
             ) from exc
-        except SourceApiError as exc:
-            raise SourceApiError(f"{exc}; {read}") from exc
+        except SourceApiError as exc:  # keeps its class: a refusal is not retried
+            raise type(exc)(f"{exc}; {read}") from exc
         if not isinstance(page.get("tickets"), list):
             raise SourceApiError(f"{redact_url(url)}: the answer has no `tickets` list; {read}")
         tickets.extend(page["tickets"])
@@ -264,8 +276,10 @@ def fetch(source_dir: Path, as_of: datetime, since: datetime, **options) -> Fetc
         server = nullcontext((url, []))
     with server as (base_url, _):
         tickets = fetch_tickets(base_url, since, as_of, config.page_size, **options)
+    read = tickets_url(url, {})  # with the base URL's own query, if any
     location = redact_url(
-        f"{url}/tickets?updated_since={since.isoformat()}&updated_before={as_of.isoformat()}"
+        f"{read}{'&' if '?' in read else '?'}updated_since={since.isoformat()}"
+        f"&updated_before={as_of.isoformat()}"
     )
     return Fetched(since, as_of, location, tickets)
 
