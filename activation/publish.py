@@ -6,7 +6,9 @@ Layout under the export folder, per audience:
     <audience>/<run>/<destination>.<ext>            everyone in the audience, in that format
     <audience>/<run>/<destination>.added.<ext>      joined since the previous export
     <audience>/<run>/<destination>.removed.<ext>    left since the previous export
-    <audience>/<run>/members.parquet                who was exported (the next run's delta base)
+    <audience>/<run>/members.parquet                who was exported (the next run's delta base):
+                                                    customer id and platform hashes, no contact
+                                                    data in plain text
     <audience>/<run>/manifest.json                  run, counts, columns, sha256 per file, ...
     <audience>/latest.json                          pointer to the newest complete run, moved last
 
@@ -55,6 +57,13 @@ SUPPRESSION_REASONS = (
 IDENTIFIER_COLUMNS = ("customer_id", "email", "phone_e164")
 # what a csv or parquet removal file holds: enough to remove the person, no e-mail, name or value
 REMOVAL_COLUMNS = ("customer_id",)
+# what members.parquet keeps of each member: the id and what each platform's removal call needs
+MEMBER_HASHES = {
+    "google_email": ("email", hashing.google_email),
+    "google_phone": ("phone_e164", hashing.google_phone),
+    "meta_email": ("email", hashing.meta_email),
+    "meta_phone": ("phone_e164", hashing.meta_phone),
+}
 EXTENSIONS = {
     "csv": "csv",
     "parquet": "parquet",
@@ -216,24 +225,44 @@ def _hashed(frame: pl.DataFrame, columns: dict) -> pl.DataFrame:
     })  # fmt: skip
 
 
+def member_record(frame: pl.DataFrame) -> pl.DataFrame:
+    """What members.parquet keeps of `frame` (members with their contact columns): the
+    customer id and the platforms' hashes of e-mail and phone, never the contact data."""
+    import polars as pl
+
+    hashes = _hashed(frame, MEMBER_HASHES) if frame.height else pl.DataFrame(
+        schema=dict.fromkeys(MEMBER_HASHES, pl.String))  # fmt: skip
+    return pl.concat([frame.select("customer_id"), hashes], how="horizontal")
+
+
 def render(
     frame: pl.DataFrame, destination: Destination, columns: tuple[str, ...], part: str = "full"
 ):
     """The rows of one destination's file: the audience's columns, or a platform's layout.
-    A `removed` part of a csv or parquet file holds REMOVAL_COLUMNS only: whoever left, for
-    instance after asking for deletion, is not written out again in plain text. The platforms'
-    layouts hold hashed identifiers only, which their removal calls need."""
+    A `removed` part comes from the previous run's member record (member_record): a csv or
+    parquet file holds REMOVAL_COLUMNS only, so whoever left, for instance after asking for
+    deletion, is not written out again in plain text; a platform's file holds the hashed
+    identifiers its removal call needs."""
     import polars as pl
 
+    removed = part == "removed"
     if destination.format in ("csv", "parquet"):
-        return frame.select(list(REMOVAL_COLUMNS if part == "removed" else columns))
+        return frame.select(list(REMOVAL_COLUMNS if removed else columns))
     if destination.format == "google_customer_match":
-        out = _hashed(frame, {"Email": ("email", hashing.google_email),
-                              "Phone": ("phone_e164", hashing.google_phone)})  # fmt: skip
+        if removed:
+            out = frame.select(pl.col("google_email").alias("Email"),
+                               pl.col("google_phone").alias("Phone"))  # fmt: skip
+        else:
+            out = _hashed(frame, {"Email": ("email", hashing.google_email),
+                                  "Phone": ("phone_e164", hashing.google_phone)})  # fmt: skip
         return out.with_columns(pl.lit(COUNTRY).alias("Country"))
     if destination.format == "meta_custom_audience":
-        out = _hashed(frame, {"email": ("email", hashing.meta_email),
-                              "phone": ("phone_e164", hashing.meta_phone)})  # fmt: skip
+        if removed:
+            out = frame.select(pl.col("meta_email").alias("email"),
+                               pl.col("meta_phone").alias("phone"))  # fmt: skip
+        else:
+            out = _hashed(frame, {"email": ("email", hashing.meta_email),
+                                  "phone": ("phone_e164", hashing.meta_phone)})  # fmt: skip
         return out.with_columns(pl.lit(hashing.meta_country(COUNTRY)).alias("country"))
     raise ValueError(f"unknown format {destination.format!r}")
 
@@ -288,7 +317,13 @@ def previous_members(audience_dir: Path, run_id: str) -> tuple[str | None, pl.Da
     members = folder / "members.parquet"
     if not members.exists():
         return latest["run_id"], None
-    return latest["run_id"], pl.read_parquet(members)
+    record = pl.read_parquet(members)
+    if not set(MEMBER_HASHES) <= set(record.columns):  # written before records held hashes
+        for column in ("email", "phone_e164"):
+            if column not in record.columns:
+                record = record.with_columns(pl.lit(None, pl.String).alias(column))
+        record = member_record(record)
+    return latest["run_id"], record.select("customer_id", *MEMBER_HASHES)
 
 
 def publish_audience(
@@ -322,16 +357,15 @@ def publish_audience(
     members = members.select(keep)
 
     previous_run, previous = previous_members(audience_dir, run_id)
+    record = member_record(members)
     if previous is None:
-        added, removed = members, members.clear()
+        added, removed = members, record.clear()
     else:
-        previous = previous.select([c for c in keep if c in previous.columns])
-        for column in keep:  # a column added to the definition since: empty in old rows
-            if column not in previous.columns:
-                previous = previous.with_columns(pl.lit(None, members.schema[column]).alias(column))
-        previous = previous.select(keep).cast(members.schema)
-        added = members.join(previous, on="customer_id", how="anti")
-        removed = previous.join(members, on="customer_id", how="anti")
+        ids = pl.col("customer_id").cast(pl.String)
+        added = members.join(previous.select(ids), on="customer_id", how="anti")
+        removed = previous.with_columns(ids).join(
+            members.select("customer_id"), on="customer_id", how="anti"
+        )
 
     # folders a killed export left (a full audience each, personal data included)
     sweep_leftovers(audience_dir, r"\.(tmp|old)-.+-(?P<pid>\d+)")
@@ -355,7 +389,7 @@ def publish_audience(
                 **info,
                 "sha256": sha256_of(path),
             })  # fmt: skip
-    members.write_parquet(staging / "members.parquet")
+    record.write_parquet(staging / "members.parquet")
     manifest = {
         "audience": audience.name,
         "description": audience.description,

@@ -216,6 +216,16 @@ def explain_failure(settings: Settings, result: DagRunResult) -> str:
     return failure + where
 
 
+def _prune_run_logs(airflow_home: Path) -> list[Path]:
+    """Remove the logs of earlier runs (`dag_log_file`) older than
+    CRM360_RUN_LOG_RETENTION_DAYS (crm360.retention)."""
+    from crm360.retention import prune_run_logs
+    from crm360.settings import run_log_retention_days
+
+    keep_days = run_log_retention_days()
+    return prune_run_logs(airflow_home / "runs", keep_days, datetime.now(UTC))
+
+
 def run_with_progress(settings: Settings, logical_date: date) -> bool:
     """`run_pipeline` for a person: each task as it starts and ends, and on failure the
     failing task, its error and the run report. Raises AsOfDateError before running anything
@@ -225,6 +235,7 @@ def run_with_progress(settings: Settings, logical_date: date) -> bool:
     check_logical_date(logical_date, DAG_ID)
     console = _console()
     home = Path(airflow_env(settings)["AIRFLOW_HOME"])
+    _prune_run_logs(home)
     for dag_id in (DAG_ID, AUDIENCES_DAG_ID):
         log_file = dag_log_file(home, dag_id, logical_date)
         console.print(f"{dag_id} for {logical_date} (airflow dags test, log {log_file}):",
@@ -317,12 +328,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from crm360.config_check import configuration_problems
+    from crm360.settings import SettingError, export_retention_days, run_log_retention_days
 
     settings = load_settings()
     started = time.monotonic()
     try:
         check_logical_date(args.date, DAG_ID)
-    except AsOfDateError as exc:
+        run_log_retention_days(), export_retention_days()
+    except (AsOfDateError, SettingError) as exc:
         print(f"crm360 run: {exc}", file=sys.stderr)
         return 2
     problems = configuration_problems(settings)

@@ -110,21 +110,103 @@ def check_quality(run_id: str, settings: Settings | None = None) -> dict:
     return {**summary, "seconds": _seconds_since(started)}
 
 
+def erase_personal_data(as_of: date, run_id: str, settings: Settings | None = None) -> dict:
+    """Anonymise everyone with a new deletion request in every table, then scrub them out of
+    the files written before: earlier exports, Data Docs and logs (crm360.privacy)."""
+    import os
+    from pathlib import Path
+
+    from crm360.privacy.erasure import erase
+    from crm360.privacy.files import scrub_exports, scrub_text_files
+    from crm360.privacy.keys import key_path, read_key
+    from ingestion.contracts import contract_sources, load_contract
+
+    settings = settings or load_settings()
+    started = time.monotonic()
+    contracts = [c for s in contract_sources() for c in load_contract(s).values()]
+    key = read_key(key_path(settings.warehouse))
+    airflow_home = Path(os.environ.get("AIRFLOW_HOME", settings.home / ".airflow"))
+
+    def scrub_files(result) -> dict:
+        return {
+            "export_rows_erased": scrub_exports(
+                settings.export_dir, result.customer_ids, result.values
+            ),
+            "files_scrubbed": scrub_text_files([settings.gx_dir, airflow_home], result.values),
+        }
+
+    with connect(settings.warehouse) as con:
+        result = erase(con, run_id, as_of, key, contracts, scrub_files)
+    summary = result.summary()
+    return {**summary, "seconds": _seconds_since(started)}
+
+
+def _compact_after_erasure(settings: Settings) -> bool:
+    """Rewrite the warehouse when an erasure left freed pages that may hold erased values."""
+    from crm360.warehouse import compact
+
+    with connect(settings.warehouse) as con:
+        pending = (
+            con.execute(
+                "select count(*) from information_schema.tables "
+                "where table_schema = 'privacy' and table_name = 'erasures'"
+            ).fetchone()[0]
+            and con.execute(
+                "select count(*) from privacy.erasures where compacted_at is null"
+            ).fetchone()[0]
+        )
+    if not pending:
+        return False
+    compact(settings.warehouse)
+    with connect(settings.warehouse) as con:
+        con.execute("update privacy.erasures set compacted_at = now() where compacted_at is null")
+    return True
+
+
 def publish_marts(settings: Settings | None = None) -> dict:
-    """Swap the analysts' read-only copy of the warehouse to this run's state."""
+    """Publish this run's state: the exports' copy (unmasked, private) and the analysts'
+    read-only copy (personal data masked unless CRM360_PUBLISHED_PII=plain), each swapped in
+    in one step. A warehouse an erasure changed is compacted first."""
+    from crm360.privacy.keys import key_path, read_key
+    from crm360.privacy.masking import write_masked_copy
+    from crm360.settings import duckdb_block_memory, published_pii
     from crm360.warehouse import publish_read_only_copy
 
     settings = settings or load_settings()
     started = time.monotonic()
-    path = publish_read_only_copy(settings.warehouse, settings.published_warehouse)
-    return {"path": str(path), "seconds": _seconds_since(started)}
+    mode = published_pii()
+    compacted = _compact_after_erasure(settings)
+    publish_read_only_copy(settings.warehouse, settings.activation_warehouse)
+    write = None
+    if mode == "masked":
+        key = read_key(key_path(settings.warehouse))
+        memory = duckdb_block_memory()
+
+        def write(source, target):
+            write_masked_copy(source, target, key, memory)
+
+    path = publish_read_only_copy(settings.warehouse, settings.published_warehouse, write)
+    return {
+        "path": str(path),
+        "personal_data": mode,
+        "compacted": compacted,
+        "seconds": _seconds_since(started),
+    }
+
+
+def _gated_copy(settings: Settings):
+    """The copy exports read: the activation copy (an installation published before it
+    existed: the analysts' copy, which was unmasked then)."""
+    if settings.activation_warehouse.exists():
+        return settings.activation_warehouse
+    return settings.published_warehouse
 
 
 def published_marts_state(settings: Settings | None = None) -> dict:
     """Which run the analysts' copy holds and what its quality gate said: `run_id`,
     `as_of_date` and `quality` (status, expectations run, warnings)."""
     settings = settings or load_settings()
-    with connect(settings.published_warehouse, read_only=True) as con:
+    with connect(_gated_copy(settings), read_only=True) as con:
         run_id = con.execute(
             "select arg_max(run_id, validated_at) from quality.validation_results"
         ).fetchone()[0]
@@ -148,17 +230,23 @@ def published_marts_state(settings: Settings | None = None) -> dict:
 def export_audiences(run_id: str, quality: dict, settings: Settings | None = None) -> dict:
     """Publish every audience from the analysts' copy of the marts (what the gate passed) and
     record its members and control group in the warehouse; refuses to run unless the gate
-    passed (or only warned). Every definition is validated before any file is written."""
+    passed (or only warned). Every definition is validated before any file is written. Then
+    removes run folders older than CRM360_EXPORT_RETENTION_DAYS (activation.retention)."""
+    from datetime import UTC
+
     from activation.audiences import load_audiences
     from activation.publish import publish_audience, record_members
+    from activation.retention import prune_exports
+    from crm360.settings import export_retention_days
 
     if quality.get("status") not in ("passed", "warning"):
         raise RuntimeError(f"refusing to export: quality gate status is {quality.get('status')!r}")
     settings = settings or load_settings()
+    keep_days = export_retention_days()  # a bad value stops the task before anything is written
     started = time.monotonic()
     quality = {k: v for k, v in quality.items() if k != "seconds"}
     audiences = load_audiences()
-    with connect(settings.published_warehouse, read_only=True) as con:
+    with connect(_gated_copy(settings), read_only=True) as con:
         results = [
             (audience, publish_audience(con, audience, settings.export_dir, run_id, quality))
             for audience in audiences
@@ -166,7 +254,12 @@ def export_audiences(run_id: str, quality: dict, settings: Settings | None = Non
     with connect(settings.warehouse) as con:
         for audience, result in results:
             record_members(con, audience, run_id, result.pop("members"))
-    return {"audiences": [r for _, r in results], "seconds": _seconds_since(started)}
+    pruned = prune_exports(settings.export_dir, keep_days, datetime.now(UTC))
+    return {
+        "audiences": [r for _, r in results],
+        "seconds": _seconds_since(started),
+        "pruned_export_folders": len(pruned),
+    }
 
 
 def report_run(
@@ -191,7 +284,7 @@ def report_audience_run(
 
     settings = settings or load_settings()
     published = None
-    if exports is None and settings.published_warehouse.exists():
+    if exports is None and _gated_copy(settings).exists():
         published = published_marts_state(settings)
     report = build_audience_report(run_id, exports, published)
     store_report(report, settings)

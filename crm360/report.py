@@ -105,6 +105,7 @@ def build_report(
     for task_id, key in (
         ("dbt_staging", "dbt_staging"),
         ("resolve_identities", "identity"),
+        ("erase_personal_data", "erasure"),
         ("dbt_build", "dbt"),
         ("quality_gate", "quality"),
         ("publish_marts", "published"),
@@ -233,6 +234,13 @@ def format_report(report: dict) -> str:
             f"  identity: {ident['linked_records']:,} records -> {ident['customers']:,} customers "
             f"({ident['probabilistic_links']:,} linked by Splink; {ident['merges']} merged, "
             f"{ident['splits']} split, {ident['unlinkable_records']:,} unlinkable records)"
+        )
+    if report.get("erasure", {}).get("customers_erased"):
+        erased = report["erasure"]
+        lines.append(
+            f"  erasure: {erased['customers_erased']:,} people erased on request "
+            f"({erased['raw_rows_anonymised']:,} source rows anonymised, "
+            f"{erased.get('export_rows_erased', 0):,} rows removed from earlier exports)"
         )
     for name, rows in report.get("marts", {}).items():
         lines.append(f"  mart {name}: {rows:,} rows")

@@ -83,6 +83,18 @@ def optional_sources() -> frozenset[str]:
     return names
 
 
+PUBLISHED_PII_ENV = "CRM360_PUBLISHED_PII"
+
+
+def published_pii() -> str:
+    """Whether the analysts' copy holds personal data masked (`masked`, the default) or as it
+    is (`plain`): CRM360_PUBLISHED_PII."""
+    value = os.environ.get(PUBLISHED_PII_ENV, "masked").strip().lower() or "masked"
+    if value not in ("masked", "plain"):
+        raise SettingError(f"{PUBLISHED_PII_ENV} must be masked or plain, not {value!r}")
+    return value
+
+
 def _path(name: str, default: Path) -> Path:
     value = os.environ.get(name)
     return Path(value).expanduser().resolve() if value else default
@@ -102,6 +114,14 @@ class Settings:
     gx_dir: Path
     dormant_days: int
     identity_config: Path
+
+    @property
+    def activation_warehouse(self) -> Path:
+        """The copy the audience exports read (CRM360_ACTIVATION_WAREHOUSE): the state the gate
+        passed, unmasked, private to the pipeline. By default `activation/` beside the
+        warehouse."""
+        default = self.warehouse.parent / "activation" / self.warehouse.name
+        return _path("CRM360_ACTIVATION_WAREHOUSE", default)
 
     def dbt_env(self) -> dict[str, str]:
         """Environment for a dbt subprocess: the profile reads the warehouse path from it.
@@ -138,3 +158,30 @@ def load_settings() -> Settings:
         dormant_days=int(os.environ.get("CRM360_DORMANT_DAYS", "180")),
         identity_config=_path("CRM360_IDENTITY_CONFIG", home / "config" / "identity.yml"),
     )
+
+
+EXPORT_RETENTION_ENV = "CRM360_EXPORT_RETENTION_DAYS"
+RUN_LOG_RETENTION_ENV = "CRM360_RUN_LOG_RETENTION_DAYS"
+DEFAULT_RETENTION_DAYS = 90
+
+
+def _retention_days(name: str) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return DEFAULT_RETENTION_DAYS
+    if not re.fullmatch(r"[0-9]+", value) or int(value) < 1:
+        raise SettingError(f"{name} must be a whole number of days, 1 or more, not {value!r}")
+    return int(value)
+
+
+def export_retention_days() -> int:
+    """Days an audience's run folder is kept after it was written (`CRM360_EXPORT_RETENTION_
+    DAYS`, default 90); the folder `latest.json` points to and the one its deltas were taken
+    against are kept whatever their age (activation.retention)."""
+    return _retention_days(EXPORT_RETENTION_ENV)
+
+
+def run_log_retention_days() -> int:
+    """Days the log of a `crm360 run` (`<AIRFLOW_HOME>/runs/*.log`) is kept after it was last
+    written (`CRM360_RUN_LOG_RETENTION_DAYS`, default 90; crm360.retention)."""
+    return _retention_days(RUN_LOG_RETENTION_ENV)

@@ -65,8 +65,38 @@ def _release_in_process_dbt() -> None:
         environment.close()
 
 
-def publish_read_only_copy(warehouse: Path, published: Path) -> Path:
-    """Checkpoint the warehouse and swap a copy of it in at `published` atomically."""
+def compact(warehouse: Path) -> None:
+    """Rewrite the warehouse into a new file holding only its live data, and swap it in.
+
+    DuckDB reuses the pages an update or a replaced table frees, but does not clear them: after
+    an erasure their old values would stay in the file until overwritten. Call with no other
+    connection open (the writer's slot held)."""
+    import duckdb
+
+    with connect(warehouse) as con:
+        con.execute("checkpoint")
+    sweep_leftovers(warehouse.parent, rf"\.{re.escape(warehouse.name)}\.(?P<pid>\d+)\.compact")
+    staging = warehouse.with_name(f".{warehouse.name}.{os.getpid()}.compact")
+    staging.unlink(missing_ok=True)
+    try:
+        con = duckdb.connect()
+        try:
+            con.execute("set block_allocator_memory = $1", [duckdb_block_memory()])
+            con.execute("attach $path as src (read_only)", {"path": str(warehouse)})
+            con.execute("attach $path as dst", {"path": str(staging)})
+            con.execute("copy from database src to dst")
+            con.execute("detach dst")
+        finally:
+            con.close()
+        os.chmod(staging, 0o600)
+        os.replace(staging, warehouse)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def publish_read_only_copy(warehouse: Path, published: Path, write=None) -> Path:
+    """Checkpoint the warehouse and swap a copy of it in at `published` atomically.
+    `write(source, target)` writes the copy (a byte-for-byte copy by default)."""
     with connect(warehouse) as con:
         con.execute("checkpoint")
     published.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -74,10 +104,15 @@ def publish_read_only_copy(warehouse: Path, published: Path) -> Path:
     sweep_leftovers(published.parent, rf"\.{re.escape(published.name)}\.(?P<pid>\d+)\.tmp")
     staging = published.with_name(f".{published.name}.{os.getpid()}.tmp")
     try:
-        # owner only from its first byte, whatever the umask: the copy holds personal data
-        os.close(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        os.chmod(staging, 0o600)  # a leftover of an interrupted publish keeps its old mode
-        shutil.copyfile(warehouse, staging)
+        if write is None:
+            # owner only from its first byte, whatever the umask: the copy holds personal data
+            os.close(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            os.chmod(staging, 0o600)  # a leftover of an interrupted publish keeps its old mode
+            shutil.copyfile(warehouse, staging)
+        else:
+            staging.unlink(missing_ok=True)
+            write(warehouse, staging)
+            os.chmod(staging, 0o600)
         with connect(staging, read_only=True) as con:  # a copy that does not open is not published
             con.execute("select count(*) from information_schema.tables").fetchone()
         os.replace(staging, published)

@@ -6,9 +6,10 @@ time the daily run publishes new marts.
 
 **Notes.**
 - Scheduled on the Asset `crm360_published_marts`, which `crm360_daily.publish_marts`
-  updates only after the quality gate passed. The files are read from the analysts' read-only
-  copy, i.e. exactly the state the gate validated, and carry that run's id.
-- It always exports what the read-only copy holds (the newest published run), whether started
+  updates only after the quality gate passed. The files are read from the exports' private
+  copy (warehouse/activation/, published with the analysts' masked one), i.e. exactly the
+  state the gate validated, and carry that run's id.
+- It always exports what that copy holds (the newest published run), whether started
   by an Asset event or by hand.
 - Its start date is the daily DAG's (`CRM360_START_DATE`), so it exports for any as-of date
   the daily DAG ran.

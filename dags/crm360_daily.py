@@ -4,8 +4,9 @@
 **Purpose.** The daily customer-360 build: load every source system (CRM, shop database,
 helpdesk API, web analytics, e-mail, social, marketing spend) into the DuckDB `raw` schema,
 build the staging models with dbt, resolve identities (one stable customer id per person:
-deterministic rules, then Splink), build the mart models with dbt, validate the marts with Great
-Expectations, and only then publish the marts to the analysts' read-only copy. Publishing
+deterministic rules, then Splink), erase the people who asked for it, build the mart models
+with dbt, validate the marts with Great Expectations, and only then publish the marts to the
+analysts' read-only copy (personal data masked) and the exports' private copy. Publishing
 updates the Asset `crm360_published_marts`, on which `crm360_audiences` is scheduled.
 
 **Notes.**
@@ -26,8 +27,12 @@ updates the Asset `crm360_published_marts`, on which `crm360_audiences` is sched
   Asset is not updated, no audience is exported and the previous exports stay as they were.
 - Tasks that write the warehouse run one after another and in the one-slot pool
   `warehouse_writer` (DuckDB allows one writer).
-- `publish_marts` swaps the analysts' read-only copy (warehouse/published/) to this run's
-  state, only after the gate passed.
+- `erase_personal_data` anonymises everyone with a new deletion request in every table and
+  scrubs them out of earlier exports, Data Docs and logs, before the marts are built (see
+  docs/privacy.md).
+- `publish_marts` swaps the analysts' read-only copy (warehouse/published/, personal data
+  masked unless `CRM360_PUBLISHED_PII=plain`) and the exports' private copy
+  (warehouse/activation/) to this run's state, only after the gate passed.
 - `run_report` runs after every run, failed or not, and stores `ops.run_reports`.
 - `CRM360_DBT_TASKS=models` renders `dbt_staging` and `dbt_build` as task groups with one
   task per dbt node (astronomer-cosmos, from dbt's manifest), so a failed model retries alone;
@@ -117,6 +122,14 @@ def crm360_daily():
         return pipeline.resolve_identities(as_of, _run_id())
 
     @task
+    def erase_personal_data() -> dict:
+        """Anonymises everyone with a new deletion request, before the marts are built."""
+        from crm360 import pipeline
+
+        as_of = get_current_context()["data_interval_end"].date()
+        return pipeline.erase_personal_data(as_of, _run_id())
+
+    @task
     def dbt_build() -> dict:
         from crm360 import pipeline
 
@@ -159,7 +172,7 @@ def crm360_daily():
     # one writer at a time: the sources load one after another, then dbt
     loads = [ingest.override(task_id=f"ingest_{source}")(source) for source in SOURCES]
     staging, marts = _dbt_layers(dbt_staging, dbt_build)
-    chain(*loads, check_sources(), staging, resolve_identities(), marts)
+    chain(*loads, check_sources(), staging, resolve_identities(), erase_personal_data(), marts)
     quality = quality_gate()
     marts >> quality >> publish_marts(quality) >> run_report()
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from crm360.privacy.erasure import anonymise_batch
 from ingestion.contracts import ContractError, ObjectContract, check_sql, duplicate_keys_sql
 from ingestion.mapping import ObjectMapping, conform
 
@@ -186,6 +187,8 @@ def load_object(
     if frame.width == 0:  # an empty file: a batch of no rows
         frame = pl.DataFrame(schema=dict.fromkeys(contract.columns, pl.String))
     frame = conform(frame, contract, mapping or ObjectMapping(), source_location)
+    # a row about someone erased before stays anonymous (crm360.privacy.erasure)
+    frame, erased = anonymise_batch(con, contract, frame)
     missing = [c for c in contract.required_columns if c not in frame.columns]
     if missing:
         raise ContractError(
@@ -262,8 +265,9 @@ def load_object(
     finally:
         con.unregister("_incoming")
     log.info(
-        "%s.%s from %s: read %d, loaded %d, quarantined %d",
-        contract.source, contract.name, source_location, result.rows_read, loaded, quarantined,
+        "%s.%s from %s: read %d, loaded %d (%d anonymised: erased people), quarantined %d",
+        contract.source, contract.name, source_location, result.rows_read, loaded, erased,
+        quarantined,
     )  # fmt: skip
     return result
 

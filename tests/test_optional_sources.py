@@ -37,6 +37,7 @@ def _run_steps(settings) -> dict:
     results = {f"ingest_{s}": pipeline.ingest_source(s, "run-1", as_of, settings) for s in SOURCES}
     results["dbt_staging"] = pipeline.build_staging(AS_OF, settings)
     results["resolve_identities"] = pipeline.resolve_identities(AS_OF, "run-1", settings)
+    results["erase_personal_data"] = pipeline.erase_personal_data(AS_OF, "run-1", settings)
     results["dbt_build"] = pipeline.build_marts(AS_OF, settings)
     results["quality_gate"] = pipeline.check_quality("run-1", settings)
     results["publish_marts"] = pipeline.publish_marts(settings)

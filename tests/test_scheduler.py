@@ -230,6 +230,7 @@ def test_backfill_of_two_days_equals_the_two_daily_runs(airflow_services, tmp_pa
             pipeline.ingest_source(source, f"daily-{day}", at, reference)
         pipeline.build_staging(day, reference)
         pipeline.resolve_identities(day, f"daily-{day}", reference)
+        pipeline.erase_personal_data(day, f"daily-{day}", reference)
         pipeline.build_marts(day, reference)
 
     backfilled, daily = mart_rows(settings.warehouse), mart_rows(reference.warehouse)

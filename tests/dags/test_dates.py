@@ -82,7 +82,7 @@ def test_a_1998_logical_date_runs_every_task(airflow_1998):
     run = dag_run_after(home, "crm360_daily", 0)
     tasks = task_instances(home, "crm360_daily", run["run_id"])
     assert run["state"] == "success"
-    assert len(tasks) == 14
+    assert len(tasks) == 15
     assert {t["state"] for t in tasks} == {"success"}
 
 

@@ -83,10 +83,12 @@ profile_records as (
 usable_records as (
     select
         * replace (
-            case when email not in (select id_value from blocked where id_type = 'email')
+            case when email not in (
+                    select id_value from blocked where id_type = 'email' and id_value is not null)
                 and regexp_full_match(email, '[^@\s]+@[^@\s]+\.[^@\s]+')
                 then email end as email,
-            case when phone_e164 not in (select id_value from blocked where id_type = 'phone')
+            case when phone_e164 not in (
+                    select id_value from blocked where id_type = 'phone' and id_value is not null)
                 then phone_e164 end as phone_e164
         ),
         -- the survivorship order, most trusted source first, then the most recently updated
