@@ -28,6 +28,7 @@ from crm360 import pipeline
 from crm360.cli import run_pipeline
 from crm360.demo.generator import generate_demo
 from crm360.warehouse import connect
+from tests.privacy.scan import find_values
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +113,7 @@ def write_company_exports(demo: Path, folder: Path) -> dict:
     (folder / "kikan").mkdir()
     contacts = _demo_contacts(demo)
     yes_no = {"true": "はい", "false": "いいえ", "": ""}
-    rows, opted_in, consent = [], {}, {}
+    rows, opted_in, consent, personal = [], {}, {}, {}
     for n, (contact_id, row) in enumerate(sorted(contacts.items())):
         kaiin = str(int(contact_id[1:]))
         out = {**row, "contact_id": kaiin, "email": "" if n % 3 == 0 else row["email"]}
@@ -122,6 +123,11 @@ def write_company_exports(demo: Path, folder: Path) -> dict:
         out["created_at"], out["updated_at"] = _jst(row["created_at"]), _jst(row["updated_at"])
         rows.append({HEADERS[k]: out[k] for k in HEADERS})
         opted_in[kaiin] = row["email_opt_in"] == "true"
+        personal[kaiin] = (
+            row["deletion_requested"] == "true",
+            {v for v in (out["email"], row["phone"], row["last_name"] + row["first_name"],
+                         f"{row['last_name']} {row['first_name']}") if v and len(v) >= 3},
+        )  # fmt: skip
         # customer_360's consent: opted in, and neither do-not-contact nor deletion requested
         consent[kaiin] = opted_in[kaiin] and {row["do_not_contact"], row["deletion_requested"]} <= {
             "false",
@@ -158,6 +164,7 @@ def write_company_exports(demo: Path, folder: Path) -> dict:
     return {
         "contacts": len(rows),
         "opted_in": opted_in,
+        "personal": personal,
         "consent": consent,
         "revenue": dict(revenue),
         "orders": dict(completed),
@@ -278,3 +285,19 @@ def test_the_same_mapping_reads_the_orders_from_postgresql(company_run, tmp_path
             from_postgres = con.execute(query).fetchall()
         assert from_postgres == from_sqlite, table
     assert os.environ.get("AIRFLOW_CONN_KIKAN_DB") is None
+
+
+def test_who_asked_for_deletion_is_in_nothing_the_run_wrote(company_run):
+    """削除依頼 = はい in the company's own CP932 export (a third without e-mail, two sources
+    only): the people are erased in that first run; their e-mail, phone and name are in no
+    file under the run's folder but the company's own exports."""
+    settings, expected, root = company_run
+    asked = [values for wants, values in expected["personal"].values() if wants]
+    kept = {v for wants, values in expected["personal"].values() if not wants for v in values}
+    secret = {v for values in asked for v in values} - kept
+    assert len(asked) >= 3 and len(secret) >= 3 * len(asked)
+    with connect(settings.warehouse, read_only=True) as con:
+        erased = con.execute("select count(*) from privacy.erasures").fetchone()[0]
+    assert erased == len(asked)
+    skip = (settings.source_dir, settings.dbt_target_dir, root / "demo")
+    assert find_values(root, secret, skip=skip) == {}
