@@ -64,13 +64,24 @@ MEMBER_HASHES = {
     "meta_email": ("email", hashing.meta_email),
     "meta_phone": ("phone_e164", hashing.meta_phone),
 }
+COUNTRY = "JP"
+# a platform's file: its column -> the member-record hash it holds, and its country column
+PLATFORM_LAYOUTS = {
+    "google_customer_match": (
+        {"Email": "google_email", "Phone": "google_phone"},
+        ("Country", COUNTRY),
+    ),
+    "meta_custom_audience": (
+        {"email": "meta_email", "phone": "meta_phone"},
+        ("country", hashing.meta_country(COUNTRY)),
+    ),
+}
 EXTENSIONS = {
     "csv": "csv",
     "parquet": "parquet",
     "google_customer_match": "csv",
     "meta_custom_audience": "csv",
 }
-COUNTRY = "JP"
 
 
 class StaleExportError(RuntimeError):
@@ -245,26 +256,16 @@ def render(
     identifiers its removal call needs."""
     import polars as pl
 
-    removed = part == "removed"
     if destination.format in ("csv", "parquet"):
-        return frame.select(list(REMOVAL_COLUMNS if removed else columns))
-    if destination.format == "google_customer_match":
-        if removed:
-            out = frame.select(pl.col("google_email").alias("Email"),
-                               pl.col("google_phone").alias("Phone"))  # fmt: skip
-        else:
-            out = _hashed(frame, {"Email": ("email", hashing.google_email),
-                                  "Phone": ("phone_e164", hashing.google_phone)})  # fmt: skip
-        return out.with_columns(pl.lit(COUNTRY).alias("Country"))
-    if destination.format == "meta_custom_audience":
-        if removed:
-            out = frame.select(pl.col("meta_email").alias("email"),
-                               pl.col("meta_phone").alias("phone"))  # fmt: skip
-        else:
-            out = _hashed(frame, {"email": ("email", hashing.meta_email),
-                                  "phone": ("phone_e164", hashing.meta_phone)})  # fmt: skip
-        return out.with_columns(pl.lit(hashing.meta_country(COUNTRY)).alias("country"))
-    raise ValueError(f"unknown format {destination.format!r}")
+        return frame.select(list(REMOVAL_COLUMNS if part == "removed" else columns))
+    if destination.format not in PLATFORM_LAYOUTS:
+        raise ValueError(f"unknown format {destination.format!r}")
+    layout, (country_column, country) = PLATFORM_LAYOUTS[destination.format]
+    if part == "removed":  # the previous run's member record already holds the hashes
+        out = frame.select([pl.col(record).alias(name) for name, record in layout.items()])
+    else:
+        out = _hashed(frame, {name: MEMBER_HASHES[record] for name, record in layout.items()})
+    return out.with_columns(pl.lit(country).alias(country_column))
 
 
 def _write(rows: pl.DataFrame, path: Path, destination: Destination) -> dict:

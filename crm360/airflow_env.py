@@ -23,8 +23,13 @@ from pathlib import Path
 from crm360.settings import PRIVATE_UMASK, Settings
 
 
+def default_airflow_home(settings: Settings) -> Path:
+    """AIRFLOW_HOME, else `.airflow` under the project."""
+    return Path(os.environ.get("AIRFLOW_HOME", settings.home / ".airflow"))
+
+
 def airflow_env(settings: Settings, airflow_home: Path | None = None) -> dict[str, str]:
-    home = airflow_home or Path(os.environ.get("AIRFLOW_HOME", settings.home / ".airflow"))
+    home = airflow_home or default_airflow_home(settings)
     return {
         **os.environ,
         "AIRFLOW_HOME": str(home),

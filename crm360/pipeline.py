@@ -113,19 +113,17 @@ def check_quality(run_id: str, settings: Settings | None = None) -> dict:
 def erase_personal_data(as_of: date, run_id: str, settings: Settings | None = None) -> dict:
     """Anonymise everyone with a new deletion request in every table, then scrub them out of
     the files written before: earlier exports, Data Docs and logs (crm360.privacy)."""
-    import os
-    from pathlib import Path
-
+    from crm360.airflow_env import default_airflow_home
     from crm360.privacy.erasure import erase
     from crm360.privacy.files import scrub_exports, scrub_text_files
     from crm360.privacy.keys import key_path, read_key
-    from ingestion.contracts import contract_sources, load_contract
+    from ingestion.contracts import all_contracts
 
     settings = settings or load_settings()
     started = time.monotonic()
-    contracts = [c for s in contract_sources() for c in load_contract(s).values()]
+    contracts = all_contracts()
     key = read_key(key_path(settings.warehouse))
-    airflow_home = Path(os.environ.get("AIRFLOW_HOME", settings.home / ".airflow"))
+    airflow_home = default_airflow_home(settings)
 
     def scrub_files(result) -> dict:
         return {

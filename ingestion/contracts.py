@@ -140,6 +140,15 @@ def load_contract(source: str, contract_dir: Path = CONTRACT_DIR) -> dict[str, O
     return _load_contract(path, file_version(path))
 
 
+def all_contracts(contract_dir: Path = CONTRACT_DIR) -> list[ObjectContract]:
+    """Every object contract of every source."""
+    return [
+        contract
+        for source in contract_sources(contract_dir)
+        for contract in load_contract(source, contract_dir).values()
+    ]
+
+
 def contract_feeds(source: str, contract_dir: Path = CONTRACT_DIR) -> list[str]:
     """What the marts lose without this source, as its contract says."""
     path = contract_dir / f"{source}.yml"

@@ -39,6 +39,25 @@ def make_settings(root: Path) -> Settings:
     )
 
 
+def use_settings(monkeypatch, root):
+    """Point every CRM360_* path (and AIRFLOW_HOME) under root, as a user's environment would."""
+    settings = make_settings(root)
+    for name, value in {
+        "CRM360_SOURCE_DIR": settings.source_dir,
+        "CRM360_WAREHOUSE": settings.warehouse,
+        "CRM360_PUBLISHED_WAREHOUSE": settings.published_warehouse,
+        "CRM360_EXPORT_DIR": settings.export_dir,
+        "CRM360_GX_DIR": settings.gx_dir,
+        "CRM360_DBT_TARGET_DIR": settings.dbt_target_dir,
+        "AIRFLOW_HOME": root / "airflow",
+        "CRM360_RETRY_DELAY_SECONDS": "1",  # should a retry happen, it costs a second
+    }.items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.delenv("CRM360_START_DATE", raising=False)
+    monkeypatch.delenv("CRM360_DAILY_END_DATE", raising=False)
+    return settings
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
@@ -65,4 +84,12 @@ def mart_warehouse(tmp_path_factory):
     pipeline.build_staging(MARTS_AS_OF, settings)
     pipeline.resolve_identities(MARTS_AS_OF, "marts-test", settings)
     pipeline.build_marts(MARTS_AS_OF, settings)
+    return settings
+
+
+@pytest.fixture
+def gated(settings, mart_warehouse):
+    """A private copy of the demo warehouse to break things in."""
+    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(mart_warehouse.warehouse, settings.warehouse)
     return settings

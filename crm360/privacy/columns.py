@@ -39,6 +39,26 @@ KEY_COLUMNS = {
 }
 
 
+def quote(name: str) -> str:
+    """A SQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def raw_personal(contract, column: str) -> bool:
+    """Whether a raw table's column holds personal data: the contract says `pii`, or the
+    contract does not know the column (its content is unknown). Load metadata is not."""
+    if column.startswith("_"):
+        return False
+    known = contract.columns.get(column)
+    return known is None or known.pii
+
+
+def is_identifier(value: str) -> bool:
+    """An e-mail or a phone number as written, not a name or a postal code."""
+    digits = sum(ch.isdigit() for ch in value)
+    return "@" in value or (digits >= 10 and digits >= len(value) * 0.6)
+
+
 def identifier_kind(column: str) -> str | None:
     """'email' or 'phone' for a column that holds one, else None."""
     if "email" in column:

@@ -37,8 +37,11 @@ from crm360.privacy.columns import (
     PERSON_REFERENCES,
     PII_COLUMNS,
     identifier_kind,
+    is_identifier,
     normal,
+    raw_personal,
 )
+from crm360.privacy.columns import quote as _quote
 
 if TYPE_CHECKING:
     import duckdb
@@ -88,10 +91,6 @@ class ErasureResult:
         }
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _hash_sql(kind: str, expression: str) -> str:
     """SQL: the salted hash of an identifier as stored in privacy.erased_keys (the key is the
     first parameter, `$key`)."""
@@ -119,12 +118,7 @@ def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[st
 
 
 def _raw_personal_columns(contract: ObjectContract, columns: dict[str, str]) -> list[str]:
-    """The contract's personal columns, and any column it does not know (content unknown)."""
-    return [
-        name
-        for name in columns
-        if not name.startswith("_") and (name not in contract.columns or contract.columns[name].pii)
-    ]
+    return [name for name in columns if raw_personal(contract, name)]
 
 
 def _match(columns: list[tuple[str, str]]) -> str:
@@ -299,7 +293,7 @@ def _anonymise_tables(con: duckdb.DuckDBPyConnection, result: ErasureResult) -> 
                 "select normal from _erase_all where kind in ('email', 'phone')"
             ).fetchall()
         }
-        | {v for v in result.values if identifier_kind_of_value(v)}
+        | {v for v in result.values if is_identifier(v)}
     )
     con.execute("create or replace temp table _erase_values (value varchar)")
     con.executemany("insert into _erase_values values (?)", [[v] for v in identifiers])
@@ -360,12 +354,6 @@ def _anonymise_tables(con: duckdb.DuckDBPyConnection, result: ErasureResult) -> 
             ).fetchall()[0][0]  # fmt: skip
         if schema in _TEXT_SCHEMAS:
             _scrub_text(con, relation, columns, result)
-
-
-def identifier_kind_of_value(value: str) -> bool:
-    """An e-mail or a phone number (as written), not a name."""
-    digits = sum(ch.isdigit() for ch in value)
-    return "@" in value or (digits >= 10 and digits >= len(value) * 0.6)
 
 
 def _scrub_text(

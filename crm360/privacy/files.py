@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from crm360.fileio import sha256_of, write_atomic
+from crm360.privacy.columns import is_identifier
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def _scrub_file(path: Path, entry: dict, customer_ids: list[str], hashes: list[s
 
 def scrub_exports(export_dir: Path, customer_ids: set[str], values: Iterable[str]) -> int:
     """Remove erased customers from every earlier export's files; how many rows went."""
-    identifiers = [v for v in values if "@" in v or sum(c.isdigit() for c in v) >= 10]
+    identifiers = [v for v in values if is_identifier(v)]
     hashes = sorted(_platform_hashes(identifiers))
     removed = 0
     for manifest_path in sorted(export_dir.glob("*/*/manifest.json")):

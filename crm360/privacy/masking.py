@@ -14,35 +14,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crm360.privacy.columns import PII_COLUMNS
+from crm360.privacy.columns import PII_COLUMNS, raw_personal
+from crm360.privacy.columns import quote as _quote
+from ingestion.contracts import all_contracts
 
 MASKED_PREFIX = "h:"
-PUBLISHED_PII_ENV = "CRM360_PUBLISHED_PII"
 _LEFT_OUT = {("privacy", "erased_keys")}
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _raw_personal() -> dict[str, set[str]]:
-    """raw table -> its contract's known columns and which of them are personal."""
-    from ingestion.contracts import contract_sources, load_contract
-
-    tables = {}
-    for source in contract_sources():
-        for contract in load_contract(source).values():
-            tables[contract.raw_table] = contract
-    return tables
+def _mask_sql(text: str) -> str:
+    """SQL: the masked form of a text expression (NULL stays NULL)."""
+    return (
+        f"case when {text} is null then null else '{MASKED_PREFIX}' || "
+        f"left(sha256($key || ':mask:' || lower(trim({text}))), 16) end"
+    )
 
 
 def _personal(schema: str, table: str, column: str, raw_contracts: dict) -> bool:
     if schema == "raw":
         contract = raw_contracts.get(table)
-        if contract is None or column.startswith("_"):
-            return False
-        known = contract.columns.get(column)
-        return known is None or known.pii
+        return contract is not None and raw_personal(contract, column)
     return column in PII_COLUMNS
 
 
@@ -53,11 +44,8 @@ def _masked_record(column: str, raw_contracts: dict) -> str:
         name for contract in raw_contracts.values()
         for name, spec in contract.columns.items() if spec.pii
     })  # fmt: skip
-    patch = ", ".join(
-        f"'{name}', case when {column} ->> '{name}' is null then null else '{MASKED_PREFIX}' || "
-        f"left(sha256($key || ':mask:' || lower(trim({column} ->> '{name}'))), 16) end"
-        for name in names
-    )
+    fields = [f"'{name}', {_mask_sql(f'({column} ->> {name!r})')}" for name in names]
+    patch = ", ".join(fields)
     return f"json_merge_patch({column}, json_object({patch}))"
 
 
@@ -65,7 +53,7 @@ def write_masked_copy(source: Path, target: Path, key: str, memory: str) -> dict
     """Write `target` (a new file) as `source` with personal columns masked; counts."""
     import duckdb
 
-    raw_contracts = _raw_personal()
+    raw_contracts = {contract.raw_table: contract for contract in all_contracts()}
     con = duckdb.connect()
     try:
         con.execute("set block_allocator_memory = $1", [memory])
@@ -94,10 +82,7 @@ def write_masked_copy(source: Path, target: Path, key: str, memory: str) -> dict
                     continue
                 masked += 1
                 if kind == "VARCHAR":
-                    expressions.append(
-                        f"case when {column} is null then null else '{MASKED_PREFIX}' || "
-                        f"left(sha256($key || ':mask:' || lower(trim({column}))), 16) end"
-                    )
+                    expressions.append(_mask_sql(column))
                 else:
                     expressions.append(f"cast(null as {kind})")
             if (schema, table) == ("raw", "_quarantine"):

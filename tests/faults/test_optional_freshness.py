@@ -5,8 +5,6 @@ the gate."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from crm360.quality import QualityGateFailed, run_gate
@@ -15,14 +13,6 @@ from crm360.warehouse import connect
 pytestmark = pytest.mark.slow
 
 FRESHNESS = "derived:freshness"
-
-
-@pytest.fixture
-def gated(settings, mart_warehouse):
-    """A private copy of the demo warehouse to break things in."""
-    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(mart_warehouse.warehouse, settings.warehouse)
-    return settings
 
 
 def _sql(settings, statement):

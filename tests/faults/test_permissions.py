@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
+from conftest import use_settings
 
 from crm360.cli import run_pipeline
 from crm360.demo.generator import generate_demo
@@ -36,20 +36,8 @@ def _readable_by_others(root: Path) -> list[str]:
 
 
 def test_everything_a_run_creates_is_private_to_its_owner(tmp_path, monkeypatch):
-    settings = make_settings(tmp_path)
-    for name, value in {
-        "CRM360_SOURCE_DIR": settings.source_dir,
-        "CRM360_WAREHOUSE": settings.warehouse,
-        "CRM360_PUBLISHED_WAREHOUSE": settings.published_warehouse,
-        "CRM360_EXPORT_DIR": settings.export_dir,
-        "CRM360_GX_DIR": settings.gx_dir,
-        "CRM360_DBT_TARGET_DIR": settings.dbt_target_dir,
-        "AIRFLOW_HOME": tmp_path / "airflow",
-        "CRM360_RETRY_DELAY_SECONDS": "1",
-    }.items():
-        monkeypatch.setenv(name, str(value))
-    for name in ("CRM360_START_DATE", "CRM360_DAILY_END_DATE", "CRM360_OPTIONAL_SOURCES"):
-        monkeypatch.delenv(name, raising=False)
+    settings = use_settings(monkeypatch, tmp_path)
+    monkeypatch.delenv("CRM360_OPTIONAL_SOURCES", raising=False)
     generate_demo(settings.source_dir, customers=150, seed=23, as_of=AS_OF)
     settings = load_settings()
 

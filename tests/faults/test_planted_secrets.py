@@ -30,8 +30,8 @@ from types import SimpleNamespace
 from urllib.parse import quote
 
 import pytest
-from conftest import make_settings
-from postgres_server import postgres_server
+from conftest import use_settings
+from postgres_server import copy_to_postgres, postgres_server
 
 from crm360 import pipeline
 from crm360.cli import AUDIENCES_DAG_ID, execute_dag
@@ -54,25 +54,6 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def copy_shop_to_postgres(sqlite_path: Path, url: str) -> None:
-    """The demo shop database in PostgreSQL, with timestamptz and bigint columns."""
-    import psycopg
-
-    with sqlite3.connect(sqlite_path) as source, psycopg.connect(url) as target:
-        for (table,) in source.execute("select name from sqlite_master where type = 'table'"):
-            columns = [row[1] for row in source.execute(f'pragma table_info("{table}")')]
-            types = {c: "timestamptz" if c.endswith("_at") else "text" for c in columns}
-            types.update({c: "bigint" for c in columns if c.endswith("_id") and c != "contact_id"})
-            ddl = ", ".join(f'"{c}" {types[c]}' for c in columns)
-            target.execute(f'create table "{table}" ({ddl})')
-            rows = source.execute(f'select * from "{table}"').fetchall()
-            marks = ", ".join(["%s"] * len(columns))
-            with target.cursor() as cursor:
-                # the demo's one impossible date stays text in SQLite; PostgreSQL rejects it
-                good = [r for r in rows if "2026-02-30" not in str(r)]
-                cursor.executemany(f'insert into "{table}" values ({marks})', good)
 
 
 class Helpdesk:
@@ -182,28 +163,19 @@ def _sqlite_leaks(path: Path) -> list[str]:
 def planted_run(tmp_path, monkeypatch):
     """The daily DAG run once with the planted secrets, then the audience export; yields
     (settings, daily run, audience run, helpdesk request paths, root of all they wrote)."""
-    settings = make_settings(tmp_path)
+    settings = use_settings(monkeypatch, tmp_path)
     generate_demo(settings.source_dir, customers=120, seed=17, as_of=AS_OF)
     with postgres_server() as pg_url:
-        copy_shop_to_postgres(settings.source_dir / "shop" / "orders.sqlite", pg_url)
+        copy_to_postgres(settings.source_dir / "shop" / "orders.sqlite", pg_url)
         (settings.source_dir / "shop" / "orders.sqlite").unlink()  # only PostgreSQL remains
         with Helpdesk(settings.source_dir / "support" / "tickets.jsonl") as helpdesk:
             for name, value in {
-                "CRM360_SOURCE_DIR": settings.source_dir,
-                "CRM360_WAREHOUSE": settings.warehouse,
-                "CRM360_PUBLISHED_WAREHOUSE": settings.published_warehouse,
-                "CRM360_EXPORT_DIR": settings.export_dir,
-                "CRM360_GX_DIR": settings.gx_dir,
-                "CRM360_DBT_TARGET_DIR": settings.dbt_target_dir,
-                "AIRFLOW_HOME": tmp_path / "airflow",
-                "CRM360_RETRY_DELAY_SECONDS": "1",
                 "AIRFLOW_CONN_CRM360_SHOP": pg_url.replace("postgres@", f"postgres:{PASSWORD}@"),
                 "AIRFLOW_CONN_CRM360_SUPPORT_API": f"{helpdesk.url}/?api_token={TOKEN}",
                 "CRM360_ALERT_WEBHOOK": f"http://127.0.0.1:{_closed_port()}/services/{HOOK_KEY}",
             }.items():
                 monkeypatch.setenv(name, str(value))
-            for name in ("CRM360_SOURCES_CONFIG", "CRM360_START_DATE", "CRM360_DAILY_END_DATE",
-                         "AIRFLOW_CONN_CRM360_ALERTS"):  # fmt: skip
+            for name in ("CRM360_SOURCES_CONFIG", "AIRFLOW_CONN_CRM360_ALERTS"):
                 monkeypatch.delenv(name, raising=False)
             # yesterday the helpdesk took the token (read outside Airflow, as `crm360` would)
             yesterday = datetime.combine(AS_OF - timedelta(days=1), datetime.min.time(), UTC)

@@ -6,12 +6,10 @@ demo shop database into it with proper timestamptz columns, and compares the loa
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import pytest
-from postgres_server import postgres_server
+from postgres_server import copy_to_postgres, postgres_server
 
 from crm360.demo.generator import generate_demo
 from crm360.warehouse import connect
@@ -24,25 +22,6 @@ AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 def postgres_url():
     with postgres_server() as url:
         yield url
-
-
-def copy_to_postgres(sqlite_path: Path, url: str) -> None:
-    import psycopg
-
-    with sqlite3.connect(sqlite_path) as source, psycopg.connect(url) as target:
-        for (table,) in source.execute("select name from sqlite_master where type = 'table'"):
-            columns = [row[1] for row in source.execute(f"pragma table_info({table})")]
-            types = {c: "timestamptz" if c.endswith("_at") else "text" for c in columns}
-            types.update({c: "bigint" for c in columns if c.endswith("_id") and c != "contact_id"})
-            ddl = ", ".join(f'"{c}" {types[c]}' for c in columns)
-            target.execute(f'create table "{table}" ({ddl})')
-            rows = source.execute(f"select * from {table}").fetchall()
-            marks = ", ".join(["%s"] * len(columns))
-            with target.cursor() as cursor:
-                # the row whose created_at is not a date stays text in SQLite; PostgreSQL would
-                # reject it, as a real database would never have held it
-                good = [r for r in rows if "2026-02-30" not in str(r)]
-                cursor.executemany(f'insert into "{table}" values ({marks})', good)
 
 
 def test_postgres_loads_the_same_rows_as_sqlite(postgres_url, tmp_path, monkeypatch):
