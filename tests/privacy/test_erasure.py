@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import random
+import unicodedata
 from datetime import UTC, date, datetime, time
 
 import polars as pl
@@ -97,8 +98,17 @@ def _erase_on_day_two(tmp_path_factory):
     erased = {owner[c] for c in chosen}
     already = {owner[c] for c, row in contacts.items()
                if row["deletion_requested"] == "true" and c in owner}  # fmt: skip
-    kept = {v for customer, vs in values.items() if customer not in erased | already for v in vs}
-    secret = {v for c in erased for v in values.get(c, set())} - kept
+    # a value someone who did not ask also holds (a common name, written with a full-width
+    # or a half-width space: staging writes both the same), or that is part of theirs (岡田 健
+    # in 岡田 健太), is theirs too: it stays, and the search cannot tell the two apart
+    kept = {
+        unicodedata.normalize("NFKC", v)
+        for customer, vs in values.items() if customer not in erased | already for v in vs
+    }  # fmt: skip
+    secret = {
+        v for c in erased for v in values.get(c, set())
+        if not any(unicodedata.normalize("NFKC", v) in k for k in kept)
+    }  # fmt: skip
 
     requests = []
     for contact in sorted(chosen):
